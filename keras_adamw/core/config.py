@@ -1,0 +1,204 @@
+"""Validated optimizer settings shared by every flavour.
+
+`make_settings` checks every keras-adamw argument once, at construction, and
+returns a frozen `Settings`. Errors name the argument, the value received and
+the fix; keras-adamw 1.x behaviours that switch a feature off are kept but warn.
+"""
+import dataclasses
+import math
+import numbers
+import warnings
+from typing import Mapping, Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What a keras-adamw optimizer does beyond its Keras base optimizer."""
+
+    total_iterations: int = 0
+    total_iterations_wd: int = 0
+    use_cosine_annealing: bool = False
+    autorestart: bool = False
+    eta_min: float = 0.0
+    eta_max: float = 1.0
+    t_cur: int = 0
+    lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    weight_decays: Mapping[str, Tuple[float, float]] = dataclasses.field(
+        default_factory=dict)
+    weight_decay: float | None = None
+    exclude_from_weight_decay: Tuple[str, ...] = ()
+    decay: float = 0.0
+    init_verbose: bool = True
+
+    @property
+    def decay_scale(self):
+        """Paper normalisation `sqrt(1 / total_iterations_wd)` of `weight_decays`."""
+        return math.sqrt(1.0 / self.total_iterations_wd) if self.weight_decays else 0.0
+
+    def initial_eta(self):
+        """`eta_t` before the first update: the cosine at `t_cur`, else 1."""
+        from keras_adamw.core.schedule import cosine_eta
+        if not self.use_cosine_annealing:
+            return 1.0
+        return float(cosine_eta(self.t_cur, self.total_iterations, self.eta_min,
+                                self.eta_max))
+
+
+def argument_error(name, value, requirement, fix=None, error=ValueError):
+    """Builds the error raised for a bad argument, Keras style."""
+    message = f"Argument `{name}` must be {requirement}. Received: {name}={value!r}"
+    if fix:
+        message += f". {fix}"
+    return error(message)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Returns `value` as float after checking it is a finite number in range."""
+    if not _is_real(value) or not math.isfinite(value):
+        raise argument_error(name, value, "a finite number", error=TypeError
+                             if not _is_real(value) else ValueError)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise argument_error(name, value, f"in {span}")
+    return float(value)
+
+
+def check_count(name, value):
+    """Returns `value` as int after checking it is a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if _is_real(value) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise argument_error(name, value, "a non-negative integer", error=TypeError)
+    if value < 0:
+        raise argument_error(name, value, "a non-negative integer")
+    return int(value)
+
+
+def check_bool(name, value):
+    """Returns `value` after checking it is a bool (numpy bools accepted)."""
+    if not isinstance(value, (bool, int)) or value not in (0, 1):
+        raise argument_error(name, value, "True or False", error=TypeError)
+    return bool(value)
+
+
+def check_multipliers(lr_multipliers):
+    """`{pattern: multiplier}` with non-negative finite multipliers."""
+    if lr_multipliers is None:
+        return {}
+    if not isinstance(lr_multipliers, Mapping):
+        raise argument_error("lr_multipliers", lr_multipliers,
+                             "a dict {layer name or pattern: multiplier}", error=TypeError)
+    checked = {}
+    for key, value in lr_multipliers.items():
+        _check_key("lr_multipliers", key)
+        checked[key] = check_number(f"lr_multipliers[{key!r}]", value, low=0)
+    return checked
+
+
+def check_weight_decays(weight_decays):
+    """`{variable name: (l1, l2)}` with non-negative finite values.
+
+    keras-adamw 1.x documents `(l1, l2)` pairs; a bare number is ambiguous (L1
+    or L2?) and is refused with the fix.
+    """
+    if weight_decays is None:
+        return {}
+    if not isinstance(weight_decays, Mapping):
+        raise argument_error("weight_decays", weight_decays,
+                             "a dict {variable name: (l1, l2)}", error=TypeError)
+    checked = {}
+    for key, value in weight_decays.items():
+        _check_key("weight_decays", key)
+        name = f"weight_decays[{key!r}]"
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise argument_error(name, value, "a pair (l1, l2)",
+                                 fix="For L2 only, pass (0, l2)", error=TypeError)
+        checked[key] = (check_number(name + "[0]", value[0], low=0),
+                        check_number(name + "[1]", value[1], low=0))
+    return checked
+
+
+def _check_key(argument, key):
+    if not isinstance(key, str) or not key:
+        raise argument_error(f"{argument} key", key, "a non-empty string", error=TypeError)
+
+
+def check_patterns(name, patterns):
+    """A list of regex strings (a single string is accepted as a list of one)."""
+    if patterns is None:
+        return ()
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, (list, tuple)) or not all(
+            isinstance(p, str) and p for p in patterns):
+        raise argument_error(name, patterns, "a list of non-empty strings", error=TypeError)
+    return tuple(patterns)
+
+
+def make_settings(*, total_iterations=0, total_iterations_wd=None,
+                  use_cosine_annealing=False, autorestart=None, eta_min=0, eta_max=1,
+                  t_cur=0, lr_multipliers=None, weight_decays=None, weight_decay=None,
+                  exclude_from_weight_decay=None, decay=0.0, init_verbose=True):
+    """Validates the keras-adamw arguments and returns the effective `Settings`.
+
+    keras-adamw 1.x switched cosine annealing off when `total_iterations <= 1`
+    and weight decays off when `total_iterations_wd <= 1`; that is kept, with a
+    `UserWarning` that says what was switched off and which argument to pass.
+    """
+    total_iterations = check_count("total_iterations", total_iterations)
+    if total_iterations_wd is None:
+        total_iterations_wd = total_iterations
+    total_iterations_wd = check_count("total_iterations_wd", total_iterations_wd)
+    use_cosine_annealing = check_bool("use_cosine_annealing", use_cosine_annealing)
+    if autorestart is not None:
+        autorestart = check_bool("autorestart", autorestart)
+        if autorestart and not use_cosine_annealing:
+            raise argument_error(
+                "autorestart", autorestart, "False (or None) without cosine annealing",
+                fix="Pass use_cosine_annealing=True with total_iterations > 1 to restart "
+                    "the cosine schedule")
+    eta_min = check_number("eta_min", eta_min, low=0)
+    eta_max = check_number("eta_max", eta_max, low=0)
+    if eta_min > eta_max:
+        raise argument_error("eta_min", eta_min, f"<= eta_max={eta_max}")
+    if isinstance(t_cur, bool) or not isinstance(t_cur, numbers.Integral) or t_cur < -1:
+        raise argument_error("t_cur", t_cur, "an integer >= -1 (-1 restarts the cycle)")
+    lr_multipliers = check_multipliers(lr_multipliers)
+    weight_decays = check_weight_decays(weight_decays)
+    if weight_decay is not None:
+        weight_decay = check_number("weight_decay", weight_decay, low=0)
+    exclude = check_patterns("exclude_from_weight_decay", exclude_from_weight_decay)
+    decay = check_number("decay", 0.0 if decay is None else decay, low=0)
+
+    if use_cosine_annealing and total_iterations <= 1:
+        warnings.warn(
+            f"use_cosine_annealing=True needs total_iterations > 1 (the updates in one "
+            f"cycle); received total_iterations={total_iterations}, so cosine annealing "
+            f"and autorestart are switched OFF. Pass total_iterations=<updates per cycle>.",
+            UserWarning, stacklevel=3)
+        use_cosine_annealing, autorestart = False, False
+    if any(l1 or l2 for l1, l2 in weight_decays.values()) and total_iterations_wd <= 1:
+        warnings.warn(
+            f"weight_decays are normalised by sqrt(1/total_iterations_wd) and need "
+            f"total_iterations_wd > 1; received total_iterations={total_iterations}, "
+            f"total_iterations_wd={total_iterations_wd}, so weight_decays are switched "
+            f"OFF. Pass total_iterations=<updates per cycle> (or total_iterations_wd).",
+            UserWarning, stacklevel=3)
+        weight_decays = {}
+    return Settings(
+        total_iterations=total_iterations, total_iterations_wd=total_iterations_wd,
+        use_cosine_annealing=use_cosine_annealing,
+        autorestart=use_cosine_annealing if autorestart is None else autorestart,
+        eta_min=eta_min, eta_max=eta_max, t_cur=int(t_cur), lr_multipliers=lr_multipliers,
+        weight_decays=weight_decays, weight_decay=weight_decay,
+        exclude_from_weight_decay=exclude, decay=decay,
+        init_verbose=check_bool("init_verbose", init_verbose))

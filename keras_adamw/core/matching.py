@@ -1,0 +1,140 @@
+"""Names and patterns -> per-variable learning-rate multiplier and decay.
+
+Resolved once, at build, into one `VariableRule` per variable, in the order of
+the optimizer's variables; adapters look rules up by variable index, never by
+name (a replica's copy of a variable has another name).
+"""
+import dataclasses
+import difflib
+import re
+import warnings
+
+_LEGACY_SUFFIX = re.compile(r":\d+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableRule:
+    """What one variable gets: `lr_v = lr * multiplier`; decay coefficients.
+
+    `l1`, `l2` are the paper-convention decays already normalised by
+    `sqrt(1/total_iterations_wd)`; `decay_lambda` is the Keras-convention
+    `weight_decay` (0 when excluded or unset).
+    """
+
+    multiplier: float = 1.0
+    l1: float = 0.0
+    l2: float = 0.0
+    decay_lambda: float = 0.0
+
+    @property
+    def has_decay(self):
+        return bool(self.l1 or self.l2 or self.decay_lambda)
+
+
+def normalize_name(name):
+    """Drops the TF-style `:0` suffix of keras-adamw 1.x keys and names."""
+    return _LEGACY_SUFFIX.sub("", name)
+
+
+def _search(pattern, path):
+    """Substring match, or regex match when `pattern` is a valid regex."""
+    if pattern in path:
+        return True
+    try:
+        return re.search(pattern, path) is not None
+    except re.error:
+        return False
+
+
+def match_multiplier(path, lr_multipliers):
+    """The multiplier of the longest key found in `path` (1.0 if none)."""
+    found = [key for key in lr_multipliers if _search(normalize_name(key), path)]
+    if not found:
+        return 1.0, None
+    key = max(found, key=lambda k: (len(normalize_name(k)), k))
+    return lr_multipliers[key], key
+
+
+def match_decay_key(key, paths):
+    """The one path a `weight_decays` key names: equal, else a unique `/` suffix."""
+    name = normalize_name(key)
+    if name in paths:
+        return name
+    suffixed = [p for p in paths if p.endswith("/" + name)]
+    if len(suffixed) > 1:
+        raise ValueError(
+            f"Argument `weight_decays` key {key!r} names one variable but matches "
+            f"{len(suffixed)}: {suffixed}. Use the full variable path.")
+    return suffixed[0] if suffixed else None
+
+
+def is_excluded(path, patterns):
+    """True when any `exclude_from_weight_decay` regex is found in `path`."""
+    return any(_search(p, path) for p in patterns)
+
+
+def closest(key, paths, n=3):
+    """The variable paths closest to an unmatched key, for the warning."""
+    name = normalize_name(key)
+    by_ratio = difflib.get_close_matches(name, paths, n=n, cutoff=0.3)
+    return by_ratio or list(paths)[:n]
+
+
+def warn_unmatched(argument, keys, paths):
+    """One `UserWarning` per key that matched no variable."""
+    for key in keys:
+        warnings.warn(
+            f"`{argument}` key {key!r} matches no variable of this optimizer, so it "
+            f"has no effect. Closest variable paths: {closest(key, paths)}.",
+            UserWarning, stacklevel=4)
+
+
+def resolve_rules(paths, settings):
+    """One `VariableRule` per variable path, and warnings for unmatched keys.
+
+    Args:
+        paths: variable paths (`"dense_1/kernel"`), in the optimizer's order.
+        settings: a `core.config.Settings`.
+
+    Returns:
+        A tuple of `VariableRule`, aligned with `paths`.
+    """
+    paths = [normalize_name(p) for p in paths]
+    used_multipliers = set()
+    multipliers = []
+    for path in paths:
+        value, key = match_multiplier(path, settings.lr_multipliers)
+        multipliers.append(value)
+        used_multipliers.add(key)
+    decays = {}
+    unmatched_decays = []
+    for key, pair in settings.weight_decays.items():
+        path = match_decay_key(key, paths)
+        if path is None:
+            unmatched_decays.append(key)
+        else:
+            decays[path] = pair
+    warn_unmatched("lr_multipliers",
+                   [k for k in settings.lr_multipliers if k not in used_multipliers], paths)
+    warn_unmatched("weight_decays", unmatched_decays, paths)
+    scale = settings.decay_scale
+    rules = []
+    for path, multiplier in zip(paths, multipliers):
+        l1, l2 = decays.get(path, (0.0, 0.0))
+        decay_lambda = settings.weight_decay or 0.0
+        if is_excluded(path, settings.exclude_from_weight_decay):
+            decay_lambda = 0.0
+        rules.append(VariableRule(multiplier, l1 * scale, l2 * scale, decay_lambda))
+    return tuple(rules)
+
+
+def format_table(paths, rules, settings):
+    """The `init_verbose` table: path, multiplier, decays (raw and normalised)."""
+    raw = {match_decay_key(k, paths): v for k, v in settings.weight_decays.items()}
+    rows = [("variable", "lr mult", "l1", "l2", "l1 norm", "l2 norm", "wd")]
+    for path, rule in zip(paths, rules):
+        l1, l2 = raw.get(path, (0.0, 0.0))
+        rows.append((path, f"{rule.multiplier:g}", f"{l1:g}", f"{l2:g}",
+                     f"{rule.l1:.3g}", f"{rule.l2:.3g}", f"{rule.decay_lambda:g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

@@ -1,0 +1,104 @@
+"""Update rules of AdamW, NadamW and SGDW (DESIGN.md section 4), written once.
+
+Scalar helpers return per-step coefficients (computed once per step, not per
+variable). Tensor helpers use only arithmetic operators and the namespace `xp`,
+so numpy arrays, Keras variables and tensors of every backend work alike.
+"""
+
+
+def inverse_time_factor(decay, iterations):
+    """Legacy Keras `decay=`: `lr * 1 / (1 + decay * iterations)`."""
+    return 1.0 / (1.0 + decay * iterations)
+
+
+def adam_bias_correction(beta_1, beta_2, t, xp):
+    """Adam's bias correction folded into the step size: `sqrt(1-b2^t)/(1-b1^t)`."""
+    return xp.sqrt(1.0 - xp.power(beta_2, t)) / (1.0 - xp.power(beta_1, t))
+
+
+def nadam_momentum(beta_1, schedule_decay, t, xp):
+    """Dozat's momentum schedule `u_t = b1 (1 - 0.5 * 0.96^(schedule_decay * t))`."""
+    return beta_1 * (1.0 - 0.5 * xp.power(0.96, schedule_decay * t))
+
+
+def adam_moments(m, v, grad, beta_1, beta_2):
+    """`m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`."""
+    return beta_1 * m + (1.0 - beta_1) * grad, beta_2 * v + (1.0 - beta_2) * grad * grad
+
+
+def adam_direction(m, v, epsilon, xp):
+    """`m / (sqrt(v) + eps)`: times `eta * lr_v * bias_correction` gives the step."""
+    return m / (xp.sqrt(v) + epsilon)
+
+
+def nadam_direction(m, v, grad, coefficients, epsilon, xp):
+    """Nesterov-corrected direction of Nadam; times `eta * lr_v` gives the step.
+
+    ```
+    m_bar = (1 - u_t) g / (1 - prod_t) + u_{t+1} m / (1 - prod_{t+1})
+    direction = m_bar / (sqrt(v / (1 - b2^t)) + eps)
+    ```
+    """
+    c = coefficients
+    m_bar = c["grad_weight"] * grad + c["momentum_weight"] * m
+    return m_bar / (xp.sqrt(v * c["v_correction"]) + epsilon)
+
+
+def nadam_coefficients(u_t, u_next, u_product, beta_2, t, xp):
+    """Per-step scalars of `nadam_direction`; `u_product` already includes `u_t`."""
+    return {
+        "grad_weight": (1.0 - u_t) / (1.0 - u_product),
+        "momentum_weight": u_next / (1.0 - u_product * u_next),
+        "v_correction": 1.0 / (1.0 - xp.power(beta_2, t)),
+    }
+
+
+def sgd_step(velocity, grad, scaled_lr, momentum, nesterov):
+    """Keras-convention momentum SGD.
+
+    ```
+    velocity = mu velocity - lr g
+    delta = velocity                  (or mu velocity - lr g with nesterov)
+    ```
+
+    Returns:
+        `(new_velocity, delta)`; `theta += delta`. With `momentum == 0` the
+        velocity is `None` and `delta = -lr g`.
+    """
+    if momentum == 0:
+        return None, -scaled_lr * grad
+    velocity = momentum * velocity - scaled_lr * grad
+    if nesterov:
+        return velocity, momentum * velocity - scaled_lr * grad
+    return velocity, velocity
+
+
+def decoupled_decay(theta, eta, rule, scaled_lr, xp):
+    """Decay subtracted from `theta` in the same update (from theta before it).
+
+    ```
+    paper:  eta * (l1_n sign(theta) + l2_n theta),  l1_n, l2_n = (l1, l2) sqrt(1/T_wd)
+    keras:  eta * lr_v * lambda * theta
+    ```
+
+    Args:
+        theta: the variable's value before the update.
+        eta: the annealing multiplier `eta_t`.
+        rule: the variable's `core.matching.VariableRule`.
+        scaled_lr: `lr_v`, the learning rate times the variable's multiplier.
+        xp: namespace providing `sign`.
+
+    Returns:
+        The term to subtract, or `None` when the variable has no decay.
+    """
+    l2 = rule.l2
+    if rule.decay_lambda:
+        l2 = l2 + rule.decay_lambda * scaled_lr
+    terms = []
+    if rule.l1:
+        terms.append(rule.l1 * xp.sign(theta))
+    if rule.l2 or rule.decay_lambda:
+        terms.append(l2 * theta)
+    if not terms:
+        return None
+    return eta * (terms[0] + terms[1] if len(terms) == 2 else terms[0])

@@ -1,0 +1,51 @@
+"""SGDR cosine warm restarts (Loshchilov & Hutter, arXiv:1608.03983, eq. 5).
+
+Pure functions of the counter `t_cur`: the adapters keep `t_cur` and `eta_t` as
+optimizer variables and call these once per applied update.
+"""
+import math
+
+
+def cosine_eta(t_cur, total_iterations, eta_min, eta_max, xp=math):
+    """Cosine annealing multiplier for the update at position `t_cur` of a cycle.
+
+    ```
+    eta_t = eta_min + (eta_max - eta_min) * (1 + cos(pi * t_cur / (T - 1))) / 2
+    ```
+
+    A cycle of `T = total_iterations` updates uses `t_cur = 0, 1, ..., T - 1`,
+    so it starts at `eta_max` and ends exactly at `eta_min`.
+
+    Args:
+        t_cur: position in the cycle (number or float tensor).
+        total_iterations: `T`, updates per cycle; must be > 1.
+        eta_min: value at the end of a cycle.
+        eta_max: value at the start of a cycle.
+        xp: namespace providing `cos` (`math`, `numpy`, `keras.ops`, `tf`).
+
+    Returns:
+        `eta_t`, of the type `xp.cos` returns.
+    """
+    phase = t_cur * (math.pi / (total_iterations - 1))
+    return eta_min + (eta_max - eta_min) * 0.5 * (1.0 + xp.cos(phase))
+
+
+def next_t_cur(t_cur, total_iterations, autorestart, xp):
+    """Advances the restart counter after one applied update.
+
+    ```
+    t_cur = 0 if (autorestart and t_cur == T - 1) else t_cur + 1
+    ```
+
+    Args:
+        t_cur: counter before the update (integer tensor or number).
+        total_iterations: `T`, updates per cycle.
+        autorestart: python bool, fixed at construction.
+        xp: namespace providing `where`.
+
+    Returns:
+        The counter after the update.
+    """
+    if not autorestart:
+        return t_cur + 1
+    return xp.where(t_cur == total_iterations - 1, t_cur * 0, t_cur + 1)

@@ -1,0 +1,229 @@
+"""Glue shared by the Keras 3 optimizers: arguments, state, once-per-step advance.
+
+Every Keras 3 optimizer applies one update as
+`apply -> _backend_apply_gradients -> _backend_update_step -> update_step` (per
+variable). `_backend_update_step` runs exactly once per applied update (also
+under `gradient_accumulation_steps`, jit and JAX's stateless apply), so the
+per-step scalars are computed there, before the variables, and `t_cur`/`eta_t`/
+`lr_t` advance there, after them.
+"""
+import difflib
+import re
+
+import keras
+from keras import ops
+
+from keras_adamw.core import config, matching, rules, schedule
+from keras_adamw.keras3 import regularizers
+
+# Arguments of `keras.optimizers.Optimizer` passed through unchanged.
+KERAS_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+                "ema_overwrite_frequency", "loss_scale_factor",
+                "gradient_accumulation_steps")
+# keras-adamw arguments accepted as keywords by every optimizer.
+EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
+SETTINGS_FIELDS = ("total_iterations", "total_iterations_wd", "use_cosine_annealing",
+                   "autorestart", "eta_min", "eta_max", "t_cur", "lr_multipliers",
+                   "weight_decays", "weight_decay", "exclude_from_weight_decay", "decay",
+                   "init_verbose")
+
+
+def variable_path(variable):
+    """`variable.path` for Keras variables, the `:0`-less name otherwise."""
+    return matching.normalize_name(getattr(variable, "path", None) or variable.name)
+
+
+def check_learning_rate(learning_rate):
+    """Floats (ints accepted) must be finite and >= 0; schedules pass through."""
+    if callable(learning_rate):
+        return learning_rate
+    return config.check_number("learning_rate", learning_rate, low=0)
+
+
+def split_kwargs(class_name, learning_rate, kwargs):
+    """Separates `lr=`, keras-adamw extras and Keras arguments; refuses the rest."""
+    unknown = [k for k in kwargs if k not in KERAS_KWARGS + EXTRA_KWARGS]
+    if unknown:
+        key = unknown[0]
+        hint = difflib.get_close_matches(key, KERAS_KWARGS + EXTRA_KWARGS + SETTINGS_FIELDS, 1)
+        fix = f"Did you mean `{hint[0]}`?" if hint else (
+            f"Accepted keywords: {sorted(KERAS_KWARGS + EXTRA_KWARGS)}")
+        raise TypeError(f"{class_name} got an unexpected keyword argument `{key}` "
+                        f"(value {kwargs[key]!r}). {fix}")
+    extras = {k: kwargs.pop(k) for k in EXTRA_KWARGS if k in kwargs}
+    if "lr" in extras:
+        learning_rate = extras.pop("lr")
+    return check_learning_rate(learning_rate), extras, kwargs
+
+
+def check_epsilon(epsilon):
+    """`None` means the Keras default `keras.config.epsilon()`."""
+    if epsilon is None:
+        return keras.config.epsilon()
+    return config.check_number("epsilon", epsilon, low=0)
+
+
+def check_beta(name, value):
+    return config.check_number(name, value, low=0, high=1, high_open=True)
+
+
+class KerasAdamWMixin:
+    """Decoupled weight decay, warm restarts and lr multipliers for Keras 3.
+
+    Placed before a Keras optimizer in the bases. Subclasses implement
+    `_step_coefficients(lr, t)` (per-step scalars, once per step) and
+    `update_step` (one variable, from those scalars).
+    """
+
+    def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
+        """Creates the settings and the `t_cur`/`eta_t`/`lr_t` variables."""
+        weight_decays = keras_adamw_args.pop("weight_decays")
+        zero_penalties = config.check_bool("zero_penalties", zero_penalties)
+        if model is not None:
+            weight_decays = regularizers.decays_from_model(
+                model, zero_penalties, explicit=weight_decays)
+        self.zero_penalties = zero_penalties
+        self._settings = config.make_settings(
+            weight_decays=weight_decays, weight_decay=extras.get("weight_decay"),
+            exclude_from_weight_decay=extras.get("exclude_from_weight_decay"),
+            decay=extras.get("decay", 0.0), **keras_adamw_args)
+        self.weight_decay = self._settings.weight_decay
+        self._rules = ()
+        with keras.name_scope(self.name, caller=self):
+            self.t_cur = self._add_scalar("t_cur", self._settings.t_cur, "int")
+            self.eta_t = self._add_scalar("eta_t", self._settings.initial_eta(), "float32")
+            self.lr_t = self._add_scalar("lr_t", 0.0, "float32")
+
+    def _add_scalar(self, name, value, dtype):
+        return self.add_variable(shape=(), initializer=keras.initializers.Constant(value),
+                                 dtype=dtype, aggregation="only_first_replica", name=name)
+
+    # The settings as plain attributes, for users of keras-adamw 1.x.
+    total_iterations = property(lambda self: self._settings.total_iterations)
+    total_iterations_wd = property(lambda self: self._settings.total_iterations_wd)
+    use_cosine_annealing = property(lambda self: self._settings.use_cosine_annealing)
+    autorestart = property(lambda self: self._settings.autorestart)
+    eta_min = property(lambda self: self._settings.eta_min)
+    eta_max = property(lambda self: self._settings.eta_max)
+    lr_multipliers = property(lambda self: dict(self._settings.lr_multipliers))
+    weight_decays = property(lambda self: dict(self._settings.weight_decays))
+    init_verbose = property(lambda self: self._settings.init_verbose)
+
+    def build(self, variables):
+        """Creates the slots, then resolves per-variable rules once, by path."""
+        if self.built:
+            return
+        super().build(variables)
+        paths = [variable_path(v) for v in variables]
+        self._rules = matching.resolve_rules(paths, self._settings)
+        configured = self._settings.lr_multipliers or self._settings.weight_decays
+        if self._settings.init_verbose and configured:
+            print(f"{self.name}: per-variable settings\n"
+                  + matching.format_table(paths, self._rules, self._settings))
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Excludes variables from `weight_decay` (Keras method; matched on paths).
+
+        Args:
+            var_list: variables to exclude.
+            var_names: regexes searched in each variable's path, e.g. `["bias"]`.
+        """
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` must be called before the "
+                             "optimizer is built (before the first step).")
+        patterns = list(self._settings.exclude_from_weight_decay)
+        patterns += [f"^{re.escape(variable_path(v))}$" for v in var_list or ()]
+        patterns += list(config.check_patterns("var_names", var_names))
+        self._settings = config.Settings(**{
+            **vars(self._settings), "exclude_from_weight_decay": tuple(patterns)})
+
+    def _apply_weight_decay(self, variables):
+        """Decay is part of our update (`core.rules.decoupled_decay`), not Keras's."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        self._step = self._prepare_step(learning_rate)
+        self._run_update_steps(grads, trainable_variables, learning_rate)
+        self._advance_schedule(self._step["lr_t"])
+
+    def _run_update_steps(self, grads, trainable_variables, learning_rate):
+        """Keras's own loop over `update_step` (distribution-aware on TF)."""
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def _prepare_step(self, learning_rate):
+        """Per-step scalars: lr (with legacy inverse-time decay), eta, t."""
+        iterations = ops.cast(self.iterations, "float32")
+        lr = ops.cast(learning_rate, "float32")
+        if self._settings.decay:
+            lr = lr * rules.inverse_time_factor(self._settings.decay, iterations)
+        step = self._step_coefficients(lr, iterations + 1.0)
+        step["lr"] = lr
+        step["eta"] = ops.cast(self.eta_t, "float32")
+        step["lr_t"] = step["eta"] * step.pop("lr_t_factor")
+        return step
+
+    def _advance_schedule(self, lr_t):
+        s = self._settings
+        t_cur = schedule.next_t_cur(ops.convert_to_tensor(self.t_cur), s.total_iterations,
+                                    s.autorestart, ops)
+        self.assign(self.t_cur, t_cur)
+        if s.use_cosine_annealing:
+            self.assign(self.eta_t, schedule.cosine_eta(
+                ops.cast(t_cur, "float32"), s.total_iterations, s.eta_min, s.eta_max, ops))
+        self.assign(self.lr_t, lr_t)
+
+    def _variable_context(self, gradient, variable):
+        """Dense gradient, the variable's rule and its step scalars in its dtype."""
+        dtype = variable.dtype
+        rule = self._rules[self._get_variable_index(variable)]
+        scalars = {k: ops.cast(v, dtype) for k, v in self._step.items()}
+        return dense_gradient(gradient, dtype), rule, scalars
+
+    def _decayed(self, variable, value, delta, rule, scalars):
+        """`theta + delta - decay(theta)`, the decay taken from theta before the update."""
+        decay = rules.decoupled_decay(value, scalars["eta"], rule,
+                                      scalars["lr"] * rule.multiplier, ops)
+        new_value = value + delta if decay is None else value + delta - decay
+        self.assign(variable, new_value)
+
+    def get_config(self):
+        config_ = super().get_config()
+        s = self._settings
+        config_.update({
+            "total_iterations": s.total_iterations,
+            "total_iterations_wd": s.total_iterations_wd,
+            "use_cosine_annealing": s.use_cosine_annealing, "autorestart": s.autorestart,
+            "eta_min": s.eta_min, "eta_max": s.eta_max, "t_cur": s.t_cur,
+            "lr_multipliers": dict(s.lr_multipliers),
+            "weight_decays": {k: list(v) for k, v in s.weight_decays.items()},
+            "weight_decay": s.weight_decay,
+            "exclude_from_weight_decay": list(s.exclude_from_weight_decay),
+            "decay": s.decay, "init_verbose": s.init_verbose,
+            "zero_penalties": self.zero_penalties,
+        })
+        return config_
+
+    @classmethod
+    def from_config(cls, config_, custom_objects=None):
+        config_ = dict(config_)
+        if config_.get("weight_decays"):
+            config_["weight_decays"] = {k: tuple(v) for k, v in config_["weight_decays"].items()}
+        if config_.get("gradient_accumulation_steps") is None:
+            config_.pop("gradient_accumulation_steps", None)
+        return super().from_config(config_, custom_objects=custom_objects)
+
+
+def dense_gradient(gradient, dtype):
+    """The dense equivalent of a gradient; `IndexedSlices` rows are summed.
+
+    DESIGN.md section 4: sparse gradients give the numbers of the dense one, so
+    repeated rows are summed first and absent rows still decay their moments.
+    """
+    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
+        import tensorflow as tf  # only TensorFlow makes IndexedSlices
+
+        gradient = tf.convert_to_tensor(gradient)
+    return ops.cast(gradient, dtype)
+
+
+
+

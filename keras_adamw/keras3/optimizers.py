@@ -1,0 +1,227 @@
+"""AdamW, NadamW and SGDW for Keras 3 (TensorFlow, JAX and PyTorch backends).
+
+Subclasses of Keras's own Adam, Nadam and SGD, so clipping, EMA, loss scaling,
+gradient accumulation and learning-rate schedules keep working. The numbers
+come from `keras_adamw.core`; see DESIGN.md section 4.
+"""
+import keras
+from keras import ops
+
+from keras_adamw.core import rules
+from keras_adamw.keras3.base import KerasAdamWMixin, check_beta, check_epsilon, split_kwargs
+
+register = keras.saving.register_keras_serializable(package="keras_adamw")
+
+
+@register
+class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
+    """Adam with decoupled weight decay, warm restarts and lr multipliers.
+
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (arXiv:1711.05101).
+    Per update, `t = iterations + 1`, `lr_v = lr * multiplier(v)`, `eta = eta_t`:
+
+    ```
+    m = b1 m + (1 - b1) g
+    v = b2 v + (1 - b2) g^2            (amsgrad: vhat = max(vhat, v), used below)
+    theta -= eta lr_v sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)
+    theta -= eta (l1_n sign(theta) + l2_n theta)     weight_decays, l_n = l sqrt(1/T_wd)
+    theta -= eta lr_v lambda theta                   weight_decay=lambda
+    ```
+    (decays from theta before the update). Then `t_cur` advances (restarting at
+    `total_iterations` with `autorestart`) and `eta_t` follows the cosine.
+
+    Args:
+        learning_rate: float, `LearningRateSchedule` or callable. Alias `lr=`.
+        beta_1: decay of the first moment, in [0, 1).
+        beta_2: decay of the second moment, in [0, 1).
+        epsilon: added to `sqrt(v)`; `None` means `keras.config.epsilon()`.
+        amsgrad: use the maximum of past second moments.
+        model: a Keras 3 model whose L1/L2 regularizers give `weight_decays`.
+        zero_penalties: with `model`, zero those regularizers (recommended).
+        total_iterations: updates per cosine cycle; also normalises `weight_decays`.
+        total_iterations_wd: normalisation of `weight_decays` (default
+            `total_iterations`).
+        use_cosine_annealing: multiply the step by the cosine `eta_t`.
+        lr_multipliers: `{layer name or regex: multiplier}`; longest match wins.
+        weight_decays: `{variable path: (l1, l2)}`, paper convention.
+        autorestart: restart the cycle after `total_iterations` updates
+            (default: `use_cosine_annealing`).
+        init_verbose: print the per-variable table at build when multipliers
+            or decays are set.
+        eta_min: `eta_t` at the end of a cycle.
+        eta_max: `eta_t` at the start of a cycle.
+        t_cur: initial position in the cycle (`-1` restarts).
+        name: optimizer name.
+        **kwargs: Keras optimizer arguments (`clipnorm`, `clipvalue`,
+            `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `ema_overwrite_frequency`, `loss_scale_factor`,
+            `gradient_accumulation_steps`), and `lr`, `decay` (legacy
+            inverse-time decay), `weight_decay` (Keras convention lambda),
+            `exclude_from_weight_decay` (regexes of paths).
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
+                 amsgrad=False, model=None, zero_penalties=True, total_iterations=0,
+                 total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
+                 weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
+                 eta_max=1, t_cur=0, name="AdamW", **kwargs):
+        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+                                                     kwargs)
+        super().__init__(learning_rate=learning_rate, beta_1=check_beta("beta_1", beta_1),
+                         beta_2=check_beta("beta_2", beta_2), epsilon=check_epsilon(epsilon),
+                         amsgrad=bool(amsgrad), name=name, **kwargs)
+        self._init_keras_adamw(
+            model, zero_penalties, extras, total_iterations=total_iterations,
+            total_iterations_wd=total_iterations_wd,
+            use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
+            weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
+            eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    def _step_coefficients(self, lr, t):
+        alpha = lr * rules.adam_bias_correction(self.beta_1, self.beta_2, t, ops)
+        return {"alpha": alpha, "lr_t_factor": alpha}
+
+    def update_step(self, gradient, variable, learning_rate):
+        grad, rule, s = self._variable_context(gradient, variable)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        theta = ops.convert_to_tensor(variable)
+        m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
+                                          grad, self.beta_1, self.beta_2)
+        self.assign(m, m_new)
+        self.assign(v, v_new)
+        if self.amsgrad:
+            v_hat = self._velocity_hats[index]
+            v_new = ops.maximum(ops.convert_to_tensor(v_hat), v_new)
+            self.assign(v_hat, v_new)
+        direction = rules.adam_direction(m_new, v_new, self.epsilon, ops)
+        delta = -(s["eta"] * s["alpha"] * rule.multiplier) * direction
+        self._decayed(variable, theta, delta, rule, s)
+
+
+@register
+class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
+    """Nadam (Dozat) with decoupled weight decay, warm restarts and lr multipliers.
+
+    Momentum schedule `u_t = b1 (1 - 0.5 * 0.96^(schedule_decay t))` as in the
+    paper and Keras 2 (`schedule_decay=0.004`; Keras 3's Nadam is 1.0):
+
+    ```
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  prod_t = u_1 ... u_t
+    m_bar = (1 - u_t) g / (1 - prod_t) + u_{t+1} m / (1 - prod_t u_{t+1})
+    theta -= eta lr_v m_bar / (sqrt(v / (1 - b2^t)) + eps)
+    ```
+    then the decoupled decays and the schedule advance of `AdamW`.
+
+    Args:
+        schedule_decay: exponent scale of the momentum schedule, >= 0.
+        (others): as `AdamW`, without `amsgrad`.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
+                 schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
+                 total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
+                 weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
+                 eta_max=1, t_cur=0, name="NadamW", **kwargs):
+        from keras_adamw.core.config import check_number
+
+        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+                                                     kwargs)
+        super().__init__(learning_rate=learning_rate, beta_1=check_beta("beta_1", beta_1),
+                         beta_2=check_beta("beta_2", beta_2), epsilon=check_epsilon(epsilon),
+                         name=name, **kwargs)
+        self.schedule_decay = check_number("schedule_decay", schedule_decay, low=0)
+        self._init_keras_adamw(
+            model, zero_penalties, extras, total_iterations=total_iterations,
+            total_iterations_wd=total_iterations_wd,
+            use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
+            weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
+            eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    def _run_update_steps(self, grads, trainable_variables, learning_rate):
+        # Skip Keras Nadam's own u_product advance (fixed schedule_decay=1).
+        super(keras.optimizers.Nadam, self)._backend_update_step(
+            grads, trainable_variables, learning_rate)
+
+    def _step_coefficients(self, lr, t):
+        u_t = rules.nadam_momentum(self.beta_1, self.schedule_decay, t, ops)
+        u_next = rules.nadam_momentum(self.beta_1, self.schedule_decay, t + 1.0, ops)
+        u_product = ops.cast(self._u_product, "float32") * u_t
+        self.assign(self._u_product, u_product)
+        step = rules.nadam_coefficients(u_t, u_next, u_product, self.beta_2, t, ops)
+        step["lr_t_factor"] = lr
+        return step
+
+    def update_step(self, gradient, variable, learning_rate):
+        grad, rule, s = self._variable_context(gradient, variable)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        theta = ops.convert_to_tensor(variable)
+        m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
+                                          grad, self.beta_1, self.beta_2)
+        self.assign(m, m_new)
+        self.assign(v, v_new)
+        direction = rules.nadam_direction(m_new, v_new, grad, s, self.epsilon, ops)
+        delta = -(s["eta"] * s["lr"] * rule.multiplier) * direction
+        self._decayed(variable, theta, delta, rule, s)
+
+    def get_config(self):
+        config = super().get_config()
+        config["schedule_decay"] = self.schedule_decay
+        return config
+
+
+@register
+class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
+    """SGD (Keras momentum convention) with decoupled weight decay and restarts.
+
+    ```
+    velocity = mu velocity - eta lr_v g
+    theta += velocity                (nesterov: theta += mu velocity - eta lr_v g)
+    ```
+    (`momentum=0`: `theta -= eta lr_v g`), then the decoupled decays and the
+    schedule advance of `AdamW`.
+
+    Args:
+        momentum: float in [0, 1] (integers accepted).
+        nesterov: use Nesterov momentum.
+        (others): as `AdamW`, without the Adam arguments.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, model=None,
+                 zero_penalties=True, total_iterations=0, total_iterations_wd=None,
+                 use_cosine_annealing=False, lr_multipliers=None, weight_decays=None,
+                 autorestart=None, init_verbose=True, eta_min=0, eta_max=1, t_cur=0,
+                 name="SGDW", **kwargs):
+        from keras_adamw.core.config import check_bool, check_number
+
+        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+                                                     kwargs)
+        super().__init__(learning_rate=learning_rate,
+                         momentum=check_number("momentum", momentum, low=0, high=1),
+                         nesterov=check_bool("nesterov", nesterov), name=name, **kwargs)
+        self._init_keras_adamw(
+            model, zero_penalties, extras, total_iterations=total_iterations,
+            total_iterations_wd=total_iterations_wd,
+            use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
+            weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
+            eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    def _step_coefficients(self, lr, t):
+        return {"lr_t_factor": lr}
+
+    def update_step(self, gradient, variable, learning_rate):
+        grad, rule, s = self._variable_context(gradient, variable)
+        theta = ops.convert_to_tensor(variable)
+        scaled_lr = s["eta"] * s["lr"] * rule.multiplier
+        velocity = None
+        if self.momentum != 0:
+            velocity = self.momentums[self._get_variable_index(variable)]
+            velocity_value = ops.convert_to_tensor(velocity)
+        else:
+            velocity_value = None
+        new_velocity, delta = rules.sgd_step(velocity_value, grad, scaled_lr,
+                                             self.momentum, self.nesterov)
+        if velocity is not None:
+            self.assign(velocity, new_velocity)
+        self._decayed(variable, theta, delta, rule, s)
