@@ -7,17 +7,10 @@ explicit bias-corrected moments; tf_keras-style Nadam with ``g_prime`` and
 """
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-try:
-    from tests.reference import ReferenceOptimizer, cosine_eta, densify
-except ModuleNotFoundError:  # plain `pytest` without the repository root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.reference import ReferenceOptimizer, cosine_eta, densify
+from reference import ReferenceOptimizer, cosine_eta, densify  # on sys.path via tests/conftest.py
 
 KINDS = ("adamw", "nadamw", "sgdw")
 SQRT_HALF = math.sqrt(2.0) / 2.0
@@ -76,9 +69,7 @@ def test_adam_two_steps_exact_arithmetic():
     # b1=0.5, b2=0.75, eps=0, lr=1, g = 1 then 2.
     # step 1: m=0.5, v=0.25, alpha = sqrt(0.25)/0.5 = 1, update = 1 * 0.5/0.5 = 1
     # step 2: m=0.25+1=1.25, v=0.1875+1=1.1875, alpha = sqrt(0.4375)/0.75
-    opt = ReferenceOptimizer(
-        "adamw", [()], learning_rate=1.0, beta_1=0.5, beta_2=0.75, epsilon=0.0
-    )
+    opt = ReferenceOptimizer("adamw", [()], learning_rate=1.0, beta_1=0.5, beta_2=0.75, epsilon=0.0)
     (p1,) = opt.step([np.array(10.0)], [np.array(1.0)])
     assert p1 == pytest.approx(9.0, abs=1e-15)
     (p2,) = opt.step([p1], [np.array(2.0)])
@@ -132,9 +123,7 @@ def test_adam_matches_textbook_form(amsgrad):
     kw = {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.95, "epsilon": 1e-3}
     opt = ReferenceOptimizer("adamw", [(3, 4)], amsgrad=amsgrad, **kw)
     (got,) = run(opt, [theta0], [[g] for g in grads])
-    expected = textbook_adam(
-        theta0, grads, 0.01, 0.8, 0.95, 1e-3, amsgrad=amsgrad
-    )
+    expected = textbook_adam(theta0, grads, 0.01, 0.8, 0.95, 1e-3, amsgrad=amsgrad)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
@@ -194,7 +183,12 @@ def test_nadam_first_step_by_hand():
     # m_bar = 0.75 g / 0.75 + 0.25 * 0.5 g / (1 - 0.0625) = g (1 + 0.125/0.9375)
     g = 2.0
     opt = ReferenceOptimizer(
-        "nadamw", [()], learning_rate=1.0, beta_1=0.5, beta_2=0.9, epsilon=0.0,
+        "nadamw",
+        [()],
+        learning_rate=1.0,
+        beta_1=0.5,
+        beta_2=0.9,
+        epsilon=0.0,
         schedule_decay=0.0,
     )
     (p1,) = opt.step([np.array(0.0)], [np.array(g)])
@@ -219,9 +213,7 @@ def test_nadam_first_step_by_hand():
     ],
 )
 def test_sgd_momentum_three_steps_by_hand(momentum, nesterov, expected):
-    opt = ReferenceOptimizer(
-        "sgdw", [()], learning_rate=0.1, momentum=momentum, nesterov=nesterov
-    )
+    opt = ReferenceOptimizer("sgdw", [()], learning_rate=0.1, momentum=momentum, nesterov=nesterov)
     theta = [np.array(0.0)]
     for k in range(3):
         theta = opt.step(theta, [np.array(1.0)])
@@ -345,7 +337,11 @@ def test_paper_l2_decay_zero_gradient_is_geometric(kind):
     l2, t_wd, n = 0.3, 16, 6
     theta0 = np.array([1.5, -2.0, 0.0])
     opt = ReferenceOptimizer(
-        kind, [(3,)], learning_rate=0.7, multipliers=[5.0], l1_l2=[(0.0, l2)],
+        kind,
+        [(3,)],
+        learning_rate=0.7,
+        multipliers=[5.0],
+        l1_l2=[(0.0, l2)],
         total_iterations=t_wd,
     )
     (got,) = run(opt, [theta0], [[np.zeros(3)]] * n)
@@ -372,8 +368,14 @@ def test_decay_uses_theta_before_update_and_eta():
     # SGD: theta1 = theta0 - eta lr g - eta s (l1 sign(theta0) + l2 theta0)
     # T=5, t_cur=2 -> eta = 0.5; s = 1/2 ; lr = 0.1, g = 3, theta0 = 2, l1 = .2, l2 = .5
     opt = ReferenceOptimizer(
-        "sgdw", [()], learning_rate=0.1, l1_l2=[(0.2, 0.5)], total_iterations=5,
-        total_iterations_wd=4, use_cosine_annealing=True, t_cur=2,
+        "sgdw",
+        [()],
+        learning_rate=0.1,
+        l1_l2=[(0.2, 0.5)],
+        total_iterations=5,
+        total_iterations_wd=4,
+        use_cosine_annealing=True,
+        t_cur=2,
     )
     (got,) = opt.step([np.array(2.0)], [np.array(3.0)])
     expected = 2.0 - 0.5 * 0.1 * 3.0 - 0.5 * 0.5 * (0.2 + 0.5 * 2.0)
@@ -385,7 +387,11 @@ def test_keras_weight_decay_zero_gradient_and_mask(kind):
     # theta_n = theta_0 (1 - lr * mult * lambda)^n ; masked variable unchanged.
     lr, lam, n = 0.1, 0.5, 4
     opt = ReferenceOptimizer(
-        kind, [(2,), (2,)], learning_rate=lr, multipliers=[2.0, 1.0], weight_decay=lam,
+        kind,
+        [(2,), (2,)],
+        learning_rate=lr,
+        multipliers=[2.0, 1.0],
+        weight_decay=lam,
         decay_mask=[True, False],
     )
     theta0 = [np.array([1.0, -3.0]), np.array([4.0, 5.0])]
@@ -396,9 +402,7 @@ def test_keras_weight_decay_zero_gradient_and_mask(kind):
 
 def test_keras_weight_decay_uses_plain_lr_not_adam_alpha():
     # AdamW, t=1, eps=0: Adam part = lr sign(g); decay part = lr * lambda * theta0.
-    opt = ReferenceOptimizer(
-        "adamw", [()], learning_rate=0.1, epsilon=0.0, weight_decay=0.01
-    )
+    opt = ReferenceOptimizer("adamw", [()], learning_rate=0.1, epsilon=0.0, weight_decay=0.01)
     (got,) = opt.step([np.array(3.0)], [np.array(-7.0)])
     assert float(got) == pytest.approx(3.0 + 0.1 - 0.1 * 0.01 * 3.0, rel=1e-14)
 
