@@ -1,0 +1,351 @@
+"""Glue shared by the tf_keras (Keras 2) optimizers: arguments, state, step advance.
+
+A tf_keras legacy `OptimizerV2` applies one update as
+`apply_gradients -> _prepare -> _distributed_apply` (once), which calls
+`_resource_apply_dense`/`_resource_apply_sparse` per variable. So the per-step
+scalars are computed in `_prepare` (once, float32), cast per `(device, dtype)` in
+`_prepare_local`, and `t_cur`/`eta_t`/`lr_t` advance at the end of
+`_distributed_apply`, after every variable update (control dependencies in graph
+mode). The numbers come from `keras_adamw.core` (DESIGN.md section 4).
+"""
+import dataclasses
+import difflib
+import re
+import types
+
+import tensorflow as tf
+import tf_keras
+from tf_keras.src.optimizers.legacy import optimizer_v2
+
+from keras_adamw.core import config, matching, rules, schedule
+from keras_adamw.keras2 import regularizers
+
+# The math namespace `xp` that `core` functions receive.
+TF_MATH = types.SimpleNamespace(
+    power=tf.pow, sqrt=tf.sqrt, cos=tf.cos, where=tf.where, sign=tf.sign,
+    expm1=tf.math.expm1, exp=tf.exp, log=tf.math.log, maximum=tf.maximum,
+    minimum=tf.minimum, abs=tf.abs)
+# Arguments of `OptimizerV2` passed through unchanged.
+KERAS_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm", "gradient_aggregator",
+                "gradient_transformers")
+# keras-adamw arguments accepted as keywords by every optimizer.
+EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
+SETTINGS_FIELDS = ("total_iterations", "total_iterations_wd", "use_cosine_annealing",
+                   "autorestart", "eta_min", "eta_max", "t_cur", "lr_multipliers",
+                   "weight_decays", "weight_decay", "exclude_from_weight_decay", "decay",
+                   "init_verbose")
+_STEP = "keras_adamw_step"  # apply_state key of the float32 per-step scalars
+
+
+def variable_path(variable):
+    """The tf_keras variable name without `:0` (`"dense_1/kernel"`)."""
+    return matching.normalize_name(variable.name)
+
+
+def check_learning_rate(learning_rate):
+    """Floats (ints accepted) must be finite and >= 0; schedules pass through."""
+    if callable(learning_rate):
+        return learning_rate
+    return config.check_number("learning_rate", learning_rate, low=0)
+
+
+def split_kwargs(class_name, learning_rate, kwargs):
+    """Separates `lr=`, keras-adamw extras and OptimizerV2 arguments; refuses the rest."""
+    accepted = KERAS_KWARGS + EXTRA_KWARGS
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        key = unknown[0]
+        hint = difflib.get_close_matches(key, accepted + SETTINGS_FIELDS, 1)
+        fix = f"Did you mean `{hint[0]}`?" if hint else f"Accepted keywords: {sorted(accepted)}"
+        raise TypeError(f"{class_name} got an unexpected keyword argument `{key}` "
+                        f"(value {kwargs[key]!r}). {fix}")
+    extras = {k: kwargs.pop(k) for k in EXTRA_KWARGS if k in kwargs}
+    if "lr" in extras:
+        learning_rate = extras.pop("lr")
+    return check_learning_rate(learning_rate), extras, kwargs
+
+
+def check_epsilon(epsilon):
+    """`None` means the tf_keras default `tf_keras.backend.epsilon()`."""
+    if epsilon is None:
+        return tf_keras.backend.epsilon()
+    return config.check_number("epsilon", epsilon, low=0)
+
+
+def check_beta(name, value):
+    return config.check_number(name, value, low=0, high=1, high_open=True)
+
+
+def decay_coefficients(rule, eta, scaled_lr):
+    """`(c_sign, c_linear)` with decay `c_sign sign(theta) + c_linear theta`.
+
+    `core.rules.decoupled_decay` is linear in its two terms, so each coefficient
+    is that function at `theta = 1` with the other term switched off.
+    """
+    c_sign = None
+    if rule.l1:
+        c_sign = rules.decoupled_decay(1.0, eta, dataclasses.replace(
+            rule, l2=0.0, decay_lambda=0.0), scaled_lr, TF_MATH)
+    c_linear = rules.decoupled_decay(1.0, eta, dataclasses.replace(rule, l1=0.0),
+                                     scaled_lr, TF_MATH)
+    return c_sign, c_linear
+
+
+class KerasAdamWMixin:
+    """Decoupled weight decay, warm restarts and lr multipliers for tf_keras.
+
+    Placed before `OptimizerV2` in the bases. Subclasses implement
+    `_step_coefficients(lr, t)` (per-step float32 scalars, once per step) and
+    `_apply_rule(grad, var, scalars)` (one variable's update without decay,
+    from those scalars cast to its dtype; `scalars["lr"]` is `eta * lr_v`).
+    """
+
+    _HAS_AGGREGATE_GRAD = True
+    # Extra float32 state scalars of a subclass: {name: initial value}.
+    _EXTRA_STATE = {}
+
+    def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
+        """Creates the settings; the state variables are created with the slots."""
+        weight_decays = keras_adamw_args.pop("weight_decays")
+        zero_penalties = config.check_bool("zero_penalties", zero_penalties)
+        if model is not None:
+            weight_decays = regularizers.decays_from_model(
+                model, zero_penalties, explicit=weight_decays)
+        self.zero_penalties = zero_penalties
+        self._settings = config.make_settings(
+            weight_decays=weight_decays, weight_decay=extras.get("weight_decay"),
+            exclude_from_weight_decay=extras.get("exclude_from_weight_decay"),
+            decay=extras.get("decay", 0.0), **keras_adamw_args)
+        self.weight_decay = self._settings.weight_decay
+        self._rules = {}  # optimizer_v2._var_key(variable) -> VariableRule
+        self._rule_paths = {}  # same keys -> variable path, in creation order
+        self._state = None
+
+    # The settings as plain attributes, for users of keras-adamw 1.x.
+    total_iterations = property(lambda self: self._settings.total_iterations)
+    total_iterations_wd = property(lambda self: self._settings.total_iterations_wd)
+    use_cosine_annealing = property(lambda self: self._settings.use_cosine_annealing)
+    autorestart = property(lambda self: self._settings.autorestart)
+    eta_min = property(lambda self: self._settings.eta_min)
+    eta_max = property(lambda self: self._settings.eta_max)
+    lr_multipliers = property(lambda self: dict(self._settings.lr_multipliers))
+    weight_decays = property(lambda self: dict(self._settings.weight_decays))
+    init_verbose = property(lambda self: self._settings.init_verbose)
+
+    # ---- state variables -------------------------------------------------------
+
+    def _state_variables(self):
+        """`t_cur`, `eta_t`, `lr_t` (and subclass extras), created once, after `iter`.
+
+        They are optimizer weights (h5 `optimizer_weights`, `get_weights`) and
+        checkpoint dependencies (`tf.train.Checkpoint`), always in this order.
+        """
+        if self._state is None:
+            _ = self.iterations
+            s = self._settings
+            specs = [("t_cur", tf.int64, s.t_cur), ("eta_t", tf.float32, s.initial_eta()),
+                     ("lr_t", tf.float32, 0.0)]
+            specs += [(name, tf.float32, value) for name, value in self._EXTRA_STATE.items()]
+            state = {}
+            with tf.init_scope(), self._distribution_strategy_scope():
+                for name, dtype, value in specs:
+                    state[name] = self.add_weight(
+                        name, shape=[], dtype=dtype, trainable=False,
+                        initializer=tf_keras.initializers.Constant(value),
+                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self._weights.extend(state.values())
+            self._state = state
+        return self._state
+
+    t_cur = property(lambda self: self._state_variables()["t_cur"])
+    eta_t = property(lambda self: self._state_variables()["eta_t"])
+    lr_t = property(lambda self: self._state_variables()["lr_t"])
+
+    def _create_all_weights(self, var_list):
+        self._state_variables()
+        super()._create_all_weights(var_list)
+
+    def _create_slots(self, var_list):
+        """Creates the slots, then resolves the rules of new variables once."""
+        super()._create_slots(var_list)
+        new = [v for v in var_list if optimizer_v2._var_key(v) not in self._rules]
+        if not new:
+            return
+        for variable in new:
+            self._rule_paths[optimizer_v2._var_key(variable)] = variable_path(variable)
+        paths = list(self._rule_paths.values())
+        resolved = matching.resolve_rules(paths, self._settings)
+        self._rules = dict(zip(self._rule_paths, resolved))
+        configured = self._settings.lr_multipliers or self._settings.weight_decays
+        if self._settings.init_verbose and configured:
+            print(f"{self._name}: per-variable settings\n"
+                  + matching.format_table(paths, resolved, self._settings))
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Excludes variables from `weight_decay` (matched on variable names).
+
+        Args:
+            var_list: variables to exclude.
+            var_names: regexes searched in each variable's name, e.g. `["bias"]`.
+        """
+        if self._rules:
+            raise ValueError("`exclude_from_weight_decay()` must be called before the "
+                             "optimizer is built (before the first step).")
+        patterns = list(self._settings.exclude_from_weight_decay)
+        patterns += [f"^{re.escape(variable_path(v))}$" for v in var_list or ()]
+        patterns += list(config.check_patterns("var_names", var_names))
+        self._settings = config.Settings(**{
+            **vars(self._settings), "exclude_from_weight_decay": tuple(patterns)})
+
+    # ---- per-step scalars ------------------------------------------------------
+
+    def _decayed_lr(self, var_dtype):
+        """`learning_rate(iterations)` times the legacy inverse-time factor."""
+        lr = self._get_hyper("learning_rate", var_dtype)
+        iterations = tf.cast(self.iterations, var_dtype)
+        if isinstance(lr, tf_keras.optimizers.schedules.LearningRateSchedule):
+            lr = tf.cast(lr(iterations), var_dtype)
+        if self._settings.decay:
+            lr = lr * tf.cast(rules.inverse_time_factor(self._settings.decay, iterations),
+                              var_dtype)
+        return lr
+
+    def _step_scalars(self, var_list):
+        """Float32 scalars of this step: subclass coefficients, lr, eta, lr_t, rules."""
+        lr = self._decayed_lr(tf.float32)
+        step = self._step_coefficients(lr, tf.cast(self.iterations + 1, tf.float32))
+        step["eta"] = tf.identity(self.eta_t)
+        step["lr_t"] = step["eta"] * step.pop("lr_t_factor")
+        step["lr"] = lr
+        step["rules"] = {self._rules[optimizer_v2._var_key(v)] for v in var_list}
+        return step
+
+    def _prepare(self, var_list):
+        """Per-step scalars once, then cast once per `(device, dtype)`."""
+        apply_state = {_STEP: self._step_scalars(var_list)}
+        keys = set()
+        for var in var_list:
+            devices = var._devices if isinstance(var, tf.distribute.DistributedValues) \
+                else [var.device]
+            keys.update((device, var.dtype.base_dtype) for device in devices)
+        for var_device, var_dtype in keys:
+            apply_state[(var_device, var_dtype)] = {}
+            with tf.device(var_device):
+                self._prepare_local(var_device, var_dtype, apply_state)
+        return apply_state
+
+    def _prepare_local(self, var_device, var_dtype, apply_state):
+        """The step scalars in `var_dtype`, and per rule `eta lr_v` and decay terms."""
+        step = apply_state[_STEP]
+        local = {k: tf.cast(v, var_dtype) for k, v in step.items()
+                 if k not in ("rules", "lr_t", "lr", "eta")}
+        eta_lr = step["eta"] * step["lr"]
+        local["rules"] = {}
+        for rule in step["rules"]:
+            scaled = eta_lr * rule.multiplier if rule.multiplier != 1.0 else eta_lr
+            c_sign, c_linear = decay_coefficients(rule, step["eta"],
+                                                  step["lr"] * rule.multiplier)
+            local["rules"][rule] = {
+                "lr": tf.cast(scaled, var_dtype),
+                "decay_sign": None if c_sign is None else tf.cast(c_sign, var_dtype),
+                "decay_linear": None if c_linear is None else tf.cast(c_linear, var_dtype)}
+        apply_state[(var_device, var_dtype)] = local
+
+    def _fallback_apply_state(self, var_device, var_dtype):
+        raise RuntimeError("The keras-adamw optimizers compute their per-step scalars in "
+                           "`_prepare`; apply gradients with `apply_gradients` or "
+                           "`minimize`.")
+
+    def _scalars(self, var, apply_state):
+        """This variable's step scalars: the dtype's, with its rule's `lr` and decays."""
+        local = apply_state[(var.device, var.dtype.base_dtype)]
+        rule = self._rules[optimizer_v2._var_key(var)]
+        return {**local, **local["rules"][rule]}
+
+    # ---- updates ---------------------------------------------------------------
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        """Decay from theta before the update, then the rule's (fused) update.
+
+        The update of every rule depends on the gradient and the slots only,
+        so applying the decay first is `theta + delta - decay(theta)` exactly.
+        """
+        scalars = self._scalars(var, apply_state)
+        decay = self._apply_decay(var, scalars)
+        with tf.control_dependencies([] if decay is None else [decay]):
+            return self._apply_rule(grad, var, scalars)
+
+    def _apply_decay(self, var, scalars):
+        """`theta -= c_sign sign(theta) + c_linear theta` in place; None if no decay."""
+        c_sign, c_linear = scalars["decay_sign"], scalars["decay_linear"]
+        if c_sign is None and c_linear is None:
+            return None
+        theta = var.read_value()
+        if c_sign is None:
+            delta, alpha = theta, c_linear
+        else:
+            delta = c_sign * tf.sign(theta)
+            if c_linear is not None:
+                delta = delta + c_linear * theta
+            alpha = tf.ones([], var.dtype.base_dtype)
+        return tf.raw_ops.ResourceApplyGradientDescent(
+            var=var.handle, alpha=alpha, delta=delta, use_locking=self._use_locking)
+
+    def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
+        """Sparse gradients give the dense numbers: rows summed, absent rows decay."""
+        return self._resource_apply_sparse(grad, handle, indices, **kwargs)
+
+    def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+        dense = tf.math.unsorted_segment_sum(grad, indices, tf.shape(var)[0])
+        return self._resource_apply_dense(dense, var, apply_state=apply_state)
+
+    # ---- once per step -----------------------------------------------------------
+
+    def _distributed_apply(self, distribution, grads_and_vars, apply_state, name):
+        """Every variable update and `iterations += 1`, then the schedule advance."""
+        step = super()._distributed_apply(distribution, grads_and_vars, apply_state, name)
+        if tf.executing_eagerly():
+            self._advance_schedule(apply_state[_STEP]["lr_t"])
+            return step
+        with tf.control_dependencies([step]):
+            return tf.group(*self._advance_schedule(apply_state[_STEP]["lr_t"]))
+
+    def _advance_schedule(self, lr_t):
+        """`t_cur` (restart rule), `eta_t` (cosine), `lr_t`; returns the assign ops."""
+        s = self._settings
+        t_cur = schedule.next_t_cur(self.t_cur.read_value(), s.total_iterations,
+                                    s.autorestart, TF_MATH)
+        updates = [self.t_cur.assign(t_cur, read_value=False)]
+        if s.use_cosine_annealing:
+            eta = schedule.cosine_eta(tf.cast(t_cur, tf.float32), s.total_iterations,
+                                      s.eta_min, s.eta_max, TF_MATH)
+            updates.append(self.eta_t.assign(eta, read_value=False))
+        updates.append(self.lr_t.assign(lr_t, read_value=False))
+        return [u for u in updates if u is not None]
+
+    # ---- config -------------------------------------------------------------------
+
+    def get_config(self):
+        config_ = super().get_config()
+        s = self._settings
+        config_.update({
+            "learning_rate": self._serialize_hyperparameter("learning_rate"),
+            "total_iterations": s.total_iterations,
+            "total_iterations_wd": s.total_iterations_wd,
+            "use_cosine_annealing": s.use_cosine_annealing, "autorestart": s.autorestart,
+            "eta_min": s.eta_min, "eta_max": s.eta_max, "t_cur": s.t_cur,
+            "lr_multipliers": dict(s.lr_multipliers),
+            "weight_decays": {k: list(v) for k, v in s.weight_decays.items()},
+            "weight_decay": s.weight_decay,
+            "exclude_from_weight_decay": list(s.exclude_from_weight_decay),
+            "decay": s.decay, "init_verbose": s.init_verbose,
+            "zero_penalties": self.zero_penalties,
+        })
+        return config_
+
+    @classmethod
+    def from_config(cls, config_, custom_objects=None):
+        config_ = dict(config_)
+        if config_.get("weight_decays"):
+            config_["weight_decays"] = {k: tuple(v) for k, v in config_["weight_decays"].items()}
+        return super().from_config(config_, custom_objects=custom_objects)

@@ -1,0 +1,273 @@
+"""AdamW, NadamW and SGDW for tf_keras (Keras 2 API, TF_USE_LEGACY_KERAS=1).
+
+Subclasses of tf_keras's legacy `OptimizerV2`, so clipping, gradient
+transformers, loss scaling, `tf.distribute` and `get_updates` keep working. The
+updates are TensorFlow's fused training ops where they express the rule
+(`ResourceApplyAdam`, `ResourceApplyAdamWithAmsgrad`, `ResourceApplyKerasMomentum`,
+`ResourceApplyGradientDescent`), fed with scalars from `keras_adamw.core`; see
+DESIGN.md section 4.
+"""
+import tensorflow as tf
+import tf_keras
+from tf_keras.src.optimizers.legacy import optimizer_v2
+
+from keras_adamw.core import config, rules
+from keras_adamw.keras2.base import (
+    TF_MATH,
+    KerasAdamWMixin,
+    check_beta,
+    check_epsilon,
+    split_kwargs,
+)
+
+register = tf_keras.utils.register_keras_serializable(package="keras_adamw")
+
+
+def _adam_scalars(optimizer, t):
+    """Betas, their powers at step `t` (fused-op inputs) and epsilon, float32."""
+    beta_1 = tf.constant(optimizer.beta_1, tf.float32)
+    beta_2 = tf.constant(optimizer.beta_2, tf.float32)
+    return {"beta_1": beta_1, "beta_2": beta_2,
+            "beta_1_power": tf.pow(beta_1, t), "beta_2_power": tf.pow(beta_2, t),
+            "epsilon": tf.constant(optimizer.epsilon, tf.float32)}
+
+
+@register
+class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
+    """Adam with decoupled weight decay, warm restarts and lr multipliers (tf_keras).
+
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (arXiv:1711.05101).
+    Per update, `t = iterations + 1`, `lr_v = lr * multiplier(v)`, `eta = eta_t`:
+
+    ```
+    m = b1 m + (1 - b1) g
+    v = b2 v + (1 - b2) g^2            (amsgrad: vhat = max(vhat, v), used below)
+    theta -= eta lr_v sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)
+    theta -= eta (l1_n sign(theta) + l2_n theta)     weight_decays, l_n = l sqrt(1/T_wd)
+    theta -= eta lr_v lambda theta                   weight_decay=lambda
+    ```
+    (decays from theta before the update). Then `t_cur` advances (restarting at
+    `total_iterations` with `autorestart`) and `eta_t` follows the cosine.
+
+    Args:
+        learning_rate: float, `LearningRateSchedule` or callable. Alias `lr=`.
+        beta_1: decay of the first moment, in [0, 1).
+        beta_2: decay of the second moment, in [0, 1).
+        epsilon: added to `sqrt(v)`; `None` means `tf_keras.backend.epsilon()`.
+        amsgrad: use the maximum of past second moments.
+        model: a tf_keras model whose L1/L2 regularizers give `weight_decays`.
+        zero_penalties: with `model`, zero those regularizers (recommended).
+        total_iterations: updates per cosine cycle; also normalises `weight_decays`.
+        total_iterations_wd: normalisation of `weight_decays` (default
+            `total_iterations`).
+        use_cosine_annealing: multiply the step by the cosine `eta_t`.
+        lr_multipliers: `{layer name or regex: multiplier}`; longest match wins.
+        weight_decays: `{variable name: (l1, l2)}`, paper convention.
+        autorestart: restart the cycle after `total_iterations` updates
+            (default: `use_cosine_annealing`).
+        init_verbose: print the per-variable table at build when multipliers
+            or decays are set.
+        eta_min: `eta_t` at the end of a cycle.
+        eta_max: `eta_t` at the start of a cycle.
+        t_cur: initial position in the cycle (`-1` restarts).
+        name: optimizer name.
+        **kwargs: `OptimizerV2` arguments (`clipnorm`, `clipvalue`,
+            `global_clipnorm`, `gradient_aggregator`, `gradient_transformers`),
+            and `lr`, `decay` (legacy inverse-time decay), `weight_decay` (Keras
+            convention lambda), `exclude_from_weight_decay` (regexes of names).
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
+                 amsgrad=False, model=None, zero_penalties=True, total_iterations=0,
+                 total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
+                 weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
+                 eta_max=1, t_cur=0, name="AdamW", **kwargs):
+        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+                                                     kwargs)
+        super().__init__(name, **kwargs)
+        self._set_hyper("learning_rate", learning_rate)
+        self.beta_1 = check_beta("beta_1", beta_1)
+        self.beta_2 = check_beta("beta_2", beta_2)
+        self.epsilon = check_epsilon(epsilon)
+        self.amsgrad = config.check_bool("amsgrad", amsgrad)
+        self._init_keras_adamw(
+            model, zero_penalties, extras, total_iterations=total_iterations,
+            total_iterations_wd=total_iterations_wd,
+            use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
+            weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
+            eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    def _create_slots(self, var_list):
+        for slot in ("m", "v") + (("vhat",) if self.amsgrad else ()):
+            for var in var_list:
+                self.add_slot(var, slot)
+        super()._create_slots(var_list)
+
+    def _step_coefficients(self, lr, t):
+        step = _adam_scalars(self, t)
+        bias_correction = rules.adam_bias_correction(self.beta_1, self.beta_2, t, TF_MATH)
+        step["lr_t_factor"] = lr * bias_correction
+        return step
+
+    def _apply_rule(self, grad, var, scalars):
+        """`ResourceApplyAdam[WithAmsgrad]` with `lr = eta lr_v` (it folds the
+        bias correction `sqrt(1 - b2^t) / (1 - b1^t)` in from the beta powers)."""
+        s = scalars
+        args = dict(var=var.handle, m=self.get_slot(var, "m").handle,
+                    v=self.get_slot(var, "v").handle, beta1_power=s["beta_1_power"],
+                    beta2_power=s["beta_2_power"], lr=s["lr"], beta1=s["beta_1"],
+                    beta2=s["beta_2"], epsilon=s["epsilon"], grad=grad,
+                    use_locking=self._use_locking)
+        if self.amsgrad:
+            return tf.raw_ops.ResourceApplyAdamWithAmsgrad(
+                vhat=self.get_slot(var, "vhat").handle, **args)
+        return tf.raw_ops.ResourceApplyAdam(**args)
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_.update({"beta_1": self.beta_1, "beta_2": self.beta_2,
+                        "epsilon": self.epsilon, "amsgrad": self.amsgrad})
+        return config_
+
+
+@register
+class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
+    """Nadam (Dozat) with decoupled weight decay, warm restarts and lr multipliers.
+
+    tf_keras legacy `Nadam`'s momentum schedule
+    `u_t = b1 (1 - 0.5 * 0.96^(schedule_decay t))`, `schedule_decay=0.004`:
+
+    ```
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  prod_t = u_1 ... u_t
+    m_bar = (1 - u_t) g / (1 - prod_t) + u_{t+1} m / (1 - prod_t u_{t+1})
+    theta -= eta lr_v m_bar / (sqrt(v / (1 - b2^t)) + eps)
+    ```
+    then the decoupled decays and the schedule advance of `AdamW`. `prod_t` is
+    the optimizer weight `momentum_cache`, as in legacy `Nadam`.
+
+    Args:
+        schedule_decay: exponent scale of the momentum schedule, >= 0.
+        (others): as `AdamW`, without `amsgrad`.
+    """
+
+    _EXTRA_STATE = {"momentum_cache": 1.0}
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
+                 schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
+                 total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
+                 weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
+                 eta_max=1, t_cur=0, name="NadamW", **kwargs):
+        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+                                                     kwargs)
+        super().__init__(name, **kwargs)
+        self._set_hyper("learning_rate", learning_rate)
+        self.beta_1 = check_beta("beta_1", beta_1)
+        self.beta_2 = check_beta("beta_2", beta_2)
+        self.epsilon = check_epsilon(epsilon)
+        self.schedule_decay = config.check_number("schedule_decay", schedule_decay, low=0)
+        self._init_keras_adamw(
+            model, zero_penalties, extras, total_iterations=total_iterations,
+            total_iterations_wd=total_iterations_wd,
+            use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
+            weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
+            eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    def _create_slots(self, var_list):
+        for slot in ("m", "v"):
+            for var in var_list:
+                self.add_slot(var, slot)
+        super()._create_slots(var_list)
+
+    def _step_coefficients(self, lr, t):
+        step = _adam_scalars(self, t)
+        u_t = rules.nadam_momentum(self.beta_1, self.schedule_decay, t, TF_MATH)
+        u_next = rules.nadam_momentum(self.beta_1, self.schedule_decay, t + 1.0, TF_MATH)
+        cache = self._state_variables()["momentum_cache"]
+        u_product = tf.identity(tf.compat.v1.assign(cache, cache * u_t,
+                                                    use_locking=self._use_locking))
+        step.update(rules.nadam_coefficients(u_t, u_next, u_product, self.beta_2, t,
+                                             TF_MATH))
+        step["lr_t_factor"] = lr
+        return step
+
+    def _apply_rule(self, grad, var, scalars):
+        s = scalars
+        m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
+        m_new, v_new = rules.adam_moments(m.read_value(), v.read_value(), grad,
+                                          s["beta_1"], s["beta_2"])
+        m_new = tf.compat.v1.assign(m, m_new, use_locking=self._use_locking)
+        v_new = tf.compat.v1.assign(v, v_new, use_locking=self._use_locking)
+        direction = rules.nadam_direction(m_new, v_new, grad, s, s["epsilon"], TF_MATH)
+        return var.assign_sub(s["lr"] * direction, use_locking=self._use_locking,
+                              read_value=False)
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_.update({"beta_1": self.beta_1, "beta_2": self.beta_2,
+                        "epsilon": self.epsilon, "schedule_decay": self.schedule_decay})
+        return config_
+
+
+@register
+class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
+    """SGD (Keras momentum convention) with decoupled weight decay and restarts.
+
+    ```
+    velocity = mu velocity - eta lr_v g
+    theta += velocity                (nesterov: theta += mu velocity - eta lr_v g)
+    ```
+    (`momentum=0`: `theta -= eta lr_v g`), then the decoupled decays and the
+    schedule advance of `AdamW`.
+
+    Args:
+        momentum: float in [0, 1] (integers accepted).
+        nesterov: use Nesterov momentum.
+        (others): as `AdamW`, without the Adam arguments.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, model=None,
+                 zero_penalties=True, total_iterations=0, total_iterations_wd=None,
+                 use_cosine_annealing=False, lr_multipliers=None, weight_decays=None,
+                 autorestart=None, init_verbose=True, eta_min=0, eta_max=1, t_cur=0,
+                 name="SGDW", **kwargs):
+        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+                                                     kwargs)
+        super().__init__(name, **kwargs)
+        momentum = config.check_number("momentum", momentum, low=0, high=1)
+        self._set_hyper("learning_rate", learning_rate)
+        self._set_hyper("momentum", momentum)
+        self._momentum = momentum > 0
+        self.nesterov = config.check_bool("nesterov", nesterov)
+        self._init_keras_adamw(
+            model, zero_penalties, extras, total_iterations=total_iterations,
+            total_iterations_wd=total_iterations_wd,
+            use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
+            weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
+            eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    def _create_slots(self, var_list):
+        if self._momentum:
+            for var in var_list:
+                self.add_slot(var, "momentum")
+        super()._create_slots(var_list)
+
+    def _step_coefficients(self, lr, t):
+        return {"lr_t_factor": lr,
+                "momentum": tf.identity(self._get_hyper("momentum", tf.float32))}
+
+    def _apply_rule(self, grad, var, scalars):
+        """`ResourceApplyKerasMomentum` (or plain descent) with `lr = eta lr_v`."""
+        if not self._momentum:
+            return tf.raw_ops.ResourceApplyGradientDescent(
+                var=var.handle, alpha=scalars["lr"], delta=grad,
+                use_locking=self._use_locking)
+        return tf.raw_ops.ResourceApplyKerasMomentum(
+            var=var.handle, accum=self.get_slot(var, "momentum").handle, lr=scalars["lr"],
+            grad=grad, momentum=scalars["momentum"], use_locking=self._use_locking,
+            use_nesterov=self.nesterov)
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_.update({"momentum": self._serialize_hyperparameter("momentum"),
+                        "nesterov": self.nesterov})
+        return config_
