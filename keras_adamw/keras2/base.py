@@ -271,7 +271,8 @@ class KerasAdamWMixin:
         so applying the decay first is `theta + delta - decay(theta)` exactly.
         """
         scalars = self._scalars(var, apply_state)
-        decay = self._apply_decay(var, scalars)
+        with tf.control_dependencies([grad]):  # TF1 graphs: after the forward pass
+            decay = self._apply_decay(var, scalars)
         with tf.control_dependencies([] if decay is None else [decay]):
             return self._apply_rule(grad, var, scalars)
 
@@ -313,8 +314,8 @@ class KerasAdamWMixin:
     def _advance_schedule(self, lr_t):
         """`t_cur` (restart rule), `eta_t` (cosine), `lr_t`; returns the assign ops."""
         s = self._settings
-        t_cur = schedule.next_t_cur(self.t_cur.read_value(), s.total_iterations,
-                                    s.autorestart, TF_MATH)
+        t_cur = schedule.next_t_cur(_Elementwise(self.t_cur.read_value()),
+                                    s.total_iterations, s.autorestart, TF_MATH)
         updates = [self.t_cur.assign(t_cur, read_value=False)]
         if s.use_cosine_annealing:
             eta = schedule.cosine_eta(tf.cast(t_cur, tf.float32), s.total_iterations,
@@ -349,3 +350,25 @@ class KerasAdamWMixin:
         if config_.get("weight_decays"):
             config_["weight_decays"] = {k: tuple(v) for k, v in config_["weight_decays"].items()}
         return super().from_config(config_, custom_objects=custom_objects)
+
+
+class _Elementwise:
+    """An integer tensor whose `==` is elementwise also in TF1 graph mode.
+
+    `core.schedule.next_t_cur` compares `t_cur == total_iterations - 1`; a TF1
+    graph tensor compares by identity there, so restarts would never happen.
+    """
+
+    __hash__ = None
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __eq__(self, other):
+        return tf.equal(self.tensor, other)
+
+    def __add__(self, other):
+        return self.tensor + other
+
+    def __mul__(self, other):
+        return self.tensor * other

@@ -37,3 +37,43 @@ def assert_close(actual, expected, rtol=1e-5, floor=1e-6, what=""):
     atol = floor * float(np.max(np.abs(expected), initial=0.0))
     np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=rtol,
                                atol=atol, err_msg=what)
+
+
+def train_small_model(optimizer_factory, steps=8, mode="function"):
+    """Trains a small Dense model for `steps` batches; returns weights and state.
+
+    `mode`: "eager" (run_eagerly), "function" (tf.function), "jit" (XLA) through
+    `fit`, or "graph" (`train_on_batch`; TF1 graph mode must already be on).
+    """
+    import tf_keras
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(steps * 4, 3)).astype("float32")
+    y = rng.normal(size=(steps * 4, 1)).astype("float32")
+    model = tf_keras.Sequential([
+        tf_keras.layers.Dense(4, activation="tanh", name="d1", input_shape=(3,),
+                              kernel_regularizer=tf_keras.regularizers.L1L2(1e-3, 1e-2)),
+        tf_keras.layers.Dense(1, name="d2")])
+    model.set_weights([rng.normal(size=w.shape).astype("float32") * 0.5
+                       for w in model.get_weights()])
+    optimizer = optimizer_factory(model)
+    options = {} if mode == "graph" else dict(run_eagerly=mode == "eager",
+                                              jit_compile=mode == "jit")
+    model.compile(optimizer=optimizer, loss="mse", **options)
+    if mode == "graph":
+        for i in range(steps):
+            model.train_on_batch(x[4 * i:4 * i + 4], y[4 * i:4 * i + 4])
+    else:
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    get = tf_keras.backend.get_value
+    state = {"iterations": int(get(optimizer.iterations)), "t_cur": int(get(optimizer.t_cur)),
+             "eta_t": float(get(optimizer.eta_t)), "lr_t": float(get(optimizer.lr_t))}
+    return [np.asarray(w) for w in model.get_weights()], state
+
+
+def small_adamw(model):
+    from keras_adamw.keras2 import AdamW
+
+    return AdamW(learning_rate=0.01, model=model, lr_multipliers={"d1": 0.5},
+                 use_cosine_annealing=True, total_iterations=5, weight_decay=0.01,
+                 exclude_from_weight_decay=["bias"], init_verbose=False)
