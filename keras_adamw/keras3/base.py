@@ -8,6 +8,7 @@ per-step scalars are computed there, before the variables, and `t_cur`/`eta_t`/
 `lr_t` advance there, after them.
 """
 import difflib
+import inspect
 import re
 
 import keras
@@ -22,10 +23,6 @@ KERAS_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_mome
                 "gradient_accumulation_steps")
 # keras-adamw arguments accepted as keywords by every optimizer.
 EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
-SETTINGS_FIELDS = ("total_iterations", "total_iterations_wd", "use_cosine_annealing",
-                   "autorestart", "eta_min", "eta_max", "t_cur", "lr_multipliers",
-                   "weight_decays", "weight_decay", "exclude_from_weight_decay", "decay",
-                   "init_verbose")
 
 
 def variable_path(variable):
@@ -40,15 +37,16 @@ def check_learning_rate(learning_rate):
     return config.check_number("learning_rate", learning_rate, low=0)
 
 
-def split_kwargs(class_name, learning_rate, kwargs):
+def split_kwargs(cls, learning_rate, kwargs):
     """Separates `lr=`, keras-adamw extras and Keras arguments; refuses the rest."""
     unknown = [k for k in kwargs if k not in KERAS_KWARGS + EXTRA_KWARGS]
     if unknown:
         key = unknown[0]
-        hint = difflib.get_close_matches(key, KERAS_KWARGS + EXTRA_KWARGS + SETTINGS_FIELDS, 1)
-        fix = f"Did you mean `{hint[0]}`?" if hint else (
-            f"Accepted keywords: {sorted(KERAS_KWARGS + EXTRA_KWARGS)}")
-        raise TypeError(f"{class_name} got an unexpected keyword argument `{key}` "
+        known = list(inspect.signature(cls.__init__).parameters)[1:-1]
+        known += KERAS_KWARGS + EXTRA_KWARGS
+        hint = difflib.get_close_matches(key, known, 1)
+        fix = f"Did you mean `{hint[0]}`?" if hint else f"Accepted arguments: {sorted(known)}"
+        raise TypeError(f"{cls.__name__} got an unexpected keyword argument `{key}` "
                         f"(value {kwargs[key]!r}). {fix}")
     extras = {k: kwargs.pop(k) for k in EXTRA_KWARGS if k in kwargs}
     if "lr" in extras:

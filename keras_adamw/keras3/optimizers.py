@@ -65,7 +65,7 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
                  weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
                  eta_max=1, t_cur=0, name="AdamW", **kwargs):
-        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+        learning_rate, extras, kwargs = split_kwargs(type(self), learning_rate,
                                                      kwargs)
         super().__init__(learning_rate=learning_rate, beta_1=check_beta("beta_1", beta_1),
                          beta_2=check_beta("beta_2", beta_2), epsilon=check_epsilon(epsilon),
@@ -125,7 +125,7 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
                  eta_max=1, t_cur=0, name="NadamW", **kwargs):
         from keras_adamw.core.config import check_number
 
-        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+        learning_rate, extras, kwargs = split_kwargs(type(self), learning_rate,
                                                      kwargs)
         super().__init__(learning_rate=learning_rate, beta_1=check_beta("beta_1", beta_1),
                          beta_2=check_beta("beta_2", beta_2), epsilon=check_epsilon(epsilon),
@@ -195,7 +195,7 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
                  name="SGDW", **kwargs):
         from keras_adamw.core.config import check_bool, check_number
 
-        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
+        learning_rate, extras, kwargs = split_kwargs(type(self), learning_rate,
                                                      kwargs)
         super().__init__(learning_rate=learning_rate,
                          momentum=check_number("momentum", momentum, low=0, high=1),

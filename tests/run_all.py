@@ -1,0 +1,81 @@
+"""Runs the whole test suite: every Keras 3 backend and the tf_keras flavour.
+
+Each backend needs its own process (Keras picks it at import). Prints one
+closing line `N passed, N failed, N skipped` and exits non-zero on any failure.
+
+Usage: python tests/run_all.py [--only tensorflow,jax,torch,keras2,lint] [pytest args]
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+
+# name -> (environment, pytest targets)
+RUNS = {
+    "tensorflow": ({"KERAS_BACKEND": "tensorflow"},
+                   ["tests/core", "tests/keras3", "tests/test_docs.py"]),
+    "jax": ({"KERAS_BACKEND": "jax"}, ["tests/keras3", "tests/test_docs.py"]),
+    "torch": ({"KERAS_BACKEND": "torch"}, ["tests/keras3", "tests/test_docs.py"]),
+    "keras2": ({"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1", "KERAS_BACKEND": "tensorflow"},
+               ["tests/keras2"]),
+}
+
+
+def counts(junit_file):
+    """(passed, failed, skipped) from a pytest JUnit XML report."""
+    if not junit_file.exists():
+        return 0, 1, 0
+    suite = ET.parse(junit_file).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    total, skipped = int(suite.get("tests")), int(suite.get("skipped"))
+    failed = int(suite.get("failures")) + int(suite.get("errors"))
+    return total - failed - skipped, failed, skipped
+
+
+def run_pytest(name, extra_args, workdir):
+    env_update, targets = RUNS[name]
+    targets = [t for t in targets if (ROOT / t).exists()]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_update}
+    junit = Path(workdir) / f"{name}.xml"
+    command = [sys.executable, "-m", "pytest", "-q", "-c", str(TESTS / "pytest.ini"),
+               "--rootdir", str(ROOT), f"--junitxml={junit}", *targets, *extra_args]
+    print(f"\n=== {name}: {' '.join(command[2:])}", flush=True)
+    started = time.time()
+    code = subprocess.call(command, cwd=ROOT, env=env)
+    passed, failed, skipped = counts(junit)
+    if code not in (0, 1) and failed == 0:  # collection error, no tests, crash
+        failed = 1
+    print(f"=== {name}: exit {code}, {time.time() - started:.0f}s", flush=True)
+    return passed, failed, skipped
+
+
+def run_lint():
+    print("\n=== lint: ruff check", flush=True)
+    code = subprocess.call([sys.executable, "-m", "ruff", "check", "--config",
+                            str(ROOT / ".ci" / "ruff.toml"), "."], cwd=ROOT)
+    return (1, 0, 0) if code == 0 else (0, 1, 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="lint,tensorflow,jax,torch,keras2")
+    args, pytest_args = parser.parse_known_args()
+    totals = [0, 0, 0]
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in args.only.split(","):
+            result = run_lint() if name == "lint" else run_pytest(name, pytest_args, workdir)
+            totals = [a + b for a, b in zip(totals, result)]
+    passed, failed, skipped = totals
+    print(f"\n{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
