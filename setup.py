@@ -14,7 +14,7 @@ EXTRAS = {
     "legacy": ["tf_keras>=2.16"],
     "plot": ["matplotlib>=3.5"],
 }
-EXTRAS["test"] = (["pytest>=7", "pytest-cov", "ruff", "hypothesis", "optax"]
+EXTRAS["test"] = (["pytest>=7", "pytest-cov", "ruff==0.17.6", "hypothesis", "optax"]
                   + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["plot"])
 
 setup(

@@ -33,8 +33,17 @@ if FLAVOUR == "keras2":
 else:
     from keras_adamw.keras3 import SGDW, AdamW, NadamW
 
-from keras_adamw import utils  # noqa: E402
-from keras_adamw.utils import K_eval, fill_dict_in_order, get_weight_decays  # noqa: E402
+from keras_adamw import utils
+from keras_adamw.utils import K_eval, fill_dict_in_order, get_weight_decays
 
-__all__ = ["AdamW", "NadamW", "SGDW", "utils", "get_weight_decays", "fill_dict_in_order",
-           "K_eval", "FLAVOUR", "__version__"]
+__all__ = [
+    "FLAVOUR",
+    "SGDW",
+    "AdamW",
+    "K_eval",
+    "NadamW",
+    "__version__",
+    "fill_dict_in_order",
+    "get_weight_decays",
+    "utils",
+]

@@ -68,7 +68,7 @@ def reset_seeds(reset_graph_with_backend=None, verbose=0, seed=1):
         logging.getLogger(__name__).info("random seeds reset to %d", seed)
 
 
-def K_eval(x, backend=None):  # noqa: N802 (keras-adamw 1.x name)
+def K_eval(x, backend=None):
     """A numpy value of a variable or tensor of any backend or flavour.
 
     Args:

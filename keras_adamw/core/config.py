@@ -8,7 +8,7 @@ import dataclasses
 import math
 import numbers
 import warnings
-from typing import Mapping, Tuple
+from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +23,10 @@ class Settings:
     eta_max: float = 1.0
     t_cur: int = 0
     lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    weight_decays: Mapping[str, Tuple[float, float]] = dataclasses.field(
+    weight_decays: Mapping[str, tuple[float, float]] = dataclasses.field(
         default_factory=dict)
     weight_decay: float | None = None
-    exclude_from_weight_decay: Tuple[str, ...] = ()
+    exclude_from_weight_decay: tuple[str, ...] = ()
     decay: float = 0.0
     init_verbose: bool = True
 

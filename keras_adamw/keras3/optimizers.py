@@ -8,7 +8,12 @@ import keras
 from keras import ops
 
 from keras_adamw.core import rules
-from keras_adamw.keras3.base import KerasAdamWMixin, check_beta, check_epsilon, split_kwargs
+from keras_adamw.keras3.base import (
+    KerasAdamWMixin,
+    check_beta,
+    check_epsilon,
+    split_kwargs,
+)
 
 register = keras.saving.register_keras_serializable(package="keras_adamw")
 

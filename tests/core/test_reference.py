@@ -10,7 +10,11 @@ import math
 
 import numpy as np
 import pytest
-from reference import ReferenceOptimizer, cosine_eta, densify  # on sys.path via tests/conftest.py
+from reference import (  # on sys.path via tests/conftest.py
+    ReferenceOptimizer,
+    cosine_eta,
+    densify,
+)
 
 KINDS = ("adamw", "nadamw", "sgdw")
 SQRT_HALF = math.sqrt(2.0) / 2.0

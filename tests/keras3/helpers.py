@@ -49,7 +49,6 @@ def gradients(model, x, y):
             return keras.ops.mean(keras.ops.square(out - y))
 
         return jax.grad(loss_fn)([v.value for v in variables])
-    import torch
 
     for v in variables:
         v.value.grad = None

@@ -114,7 +114,7 @@ BAD_ARGUMENTS = [
 
 
 @pytest.mark.parametrize("cls, kwargs, error, argument", BAD_ARGUMENTS,
-                         ids=[f"{c.__name__}-{sorted(k)[0]}-{i}"
+                         ids=[f"{c.__name__}-{min(k)}-{i}"
                               for i, (c, k, _, _) in enumerate(BAD_ARGUMENTS)])
 def test_bad_arguments_name_the_argument_and_value(cls, kwargs, error, argument):
     with pytest.raises(error, match=argument) as info:

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 from helpers import BACKEND, densified, gradients, numpy_values, small_model
+from reference import ReferenceOptimizer
 
 import keras_adamw
 from keras_adamw.utils import K_eval
-from reference import ReferenceOptimizer
 
 STEPS = 50
 RTOL = 1e-5
@@ -31,25 +31,25 @@ OPTIMIZERS = {
 # dense_2/bias (after embedding/embeddings when present).
 EXTRAS = {
     # Paper decays, multipliers (longest key wins), cosine with 2 autorestarts in 50 steps.
-    "paper_decay_multipliers_autorestart": dict(
-        library=dict(lr_multipliers={"dense": 0.5, "dense_2": 2.0},
-                     weight_decays={"dense_1/kernel:0": (1e-3, 2e-2), "dense_2/kernel": (0, 5e-2)},
-                     total_iterations=20, use_cosine_annealing=True, eta_min=0.1),
-        multipliers={"dense_1": 0.5, "dense_2": 2.0, "embedding": 1.0},
-        l1_l2={"dense_1/kernel": (1e-3, 2e-2), "dense_2/kernel": (0, 5e-2)},
-        oracle=dict(total_iterations=20, use_cosine_annealing=True, eta_min=0.1)),
+    "paper_decay_multipliers_autorestart": {
+        "library": {"lr_multipliers": {"dense": 0.5, "dense_2": 2.0},
+                     "weight_decays": {"dense_1/kernel:0": (1e-3, 2e-2), "dense_2/kernel": (0, 5e-2)},
+                     "total_iterations": 20, "use_cosine_annealing": True, "eta_min": 0.1},
+        "multipliers": {"dense_1": 0.5, "dense_2": 2.0, "embedding": 1.0},
+        "l1_l2": {"dense_1/kernel": (1e-3, 2e-2), "dense_2/kernel": (0, 5e-2)},
+        "oracle": {"total_iterations": 20, "use_cosine_annealing": True, "eta_min": 0.1}},
     # Keras convention with exclusion, annealing without autorestart, manual restart.
-    "keras_decay_exclusion_manual_restart": dict(
-        library=dict(weight_decay=0.05, exclude_from_weight_decay=["bias"],
-                     total_iterations=30, use_cosine_annealing=True, autorestart=False),
-        weight_decay=0.05, exclude="bias", restart_at=35,
-        oracle=dict(total_iterations=30, use_cosine_annealing=True, autorestart=False)),
+    "keras_decay_exclusion_manual_restart": {
+        "library": {"weight_decay": 0.05, "exclude_from_weight_decay": ["bias"],
+                     "total_iterations": 30, "use_cosine_annealing": True, "autorestart": False},
+        "weight_decay": 0.05, "exclude": "bias", "restart_at": 35,
+        "oracle": {"total_iterations": 30, "use_cosine_annealing": True, "autorestart": False}},
     # Both conventions at once, a schedule object and legacy inverse-time decay.
-    "both_decays_schedule_inverse_time": dict(
-        library=dict(learning_rate="schedule", decay=0.01, weight_decay=0.02,
-                     weight_decays={"dense_2/kernel": (1e-3, 1e-2)}, total_iterations_wd=40),
-        weight_decay=0.02, l1_l2={"dense_2/kernel": (1e-3, 1e-2)},
-        schedule=True, oracle=dict(decay=0.01, total_iterations_wd=40)),
+    "both_decays_schedule_inverse_time": {
+        "library": {"learning_rate": "schedule", "decay": 0.01, "weight_decay": 0.02,
+                     "weight_decays": {"dense_2/kernel": (1e-3, 1e-2)}, "total_iterations_wd": 40},
+        "weight_decay": 0.02, "l1_l2": {"dense_2/kernel": (1e-3, 1e-2)},
+        "schedule": True, "oracle": {"decay": 0.01, "total_iterations_wd": 40}},
 }
 
 
@@ -167,7 +167,6 @@ def test_embedding_gradients_match_oracle(optimizer_case):
 def test_indexed_slices_with_duplicates_equal_dense():
     """Repeated rows are summed first; absent rows still decay their moments."""
     import tensorflow as tf
-
     from reference import densify
 
     model = small_model(with_embedding=True)

@@ -3,10 +3,10 @@ import keras
 import numpy as np
 import pytest
 from helpers import BACKEND, numpy_values, small_model
+from reference import ReferenceOptimizer
 
 import keras_adamw
 from keras_adamw.utils import K_eval
-from reference import ReferenceOptimizer
 
 # ours, Keras built-in, shared arguments (every keras-adamw extra off)
 BUILTIN_PAIRS = {
@@ -134,10 +134,10 @@ def test_save_load_mid_cycle_continues_identically(cls, tmp_path):
 
 
 ALL_ARGUMENTS = {
-    keras_adamw.AdamW: dict(learning_rate=0.002, beta_1=0.8, beta_2=0.99, epsilon=1e-6,
-                            amsgrad=True),
-    keras_adamw.NadamW: dict(learning_rate=0.002, beta_1=0.8, schedule_decay=0.01),
-    keras_adamw.SGDW: dict(learning_rate=0.1, momentum=0.5, nesterov=True),
+    keras_adamw.AdamW: {"learning_rate": 0.002, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-6,
+                            "amsgrad": True},
+    keras_adamw.NadamW: {"learning_rate": 0.002, "beta_1": 0.8, "schedule_decay": 0.01},
+    keras_adamw.SGDW: {"learning_rate": 0.1, "momentum": 0.5, "nesterov": True},
 }
 
 
