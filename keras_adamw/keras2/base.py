@@ -101,8 +101,8 @@ class KerasAdamWMixin:
     """
 
     _HAS_AGGREGATE_GRAD = True
-    # Extra float32 state scalars of a subclass: {name: initial value}.
-    _EXTRA_STATE = {}
+    # Extra float32 state scalars of a subclass: ((name, initial value), ...).
+    _EXTRA_STATE = ()
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings; the state variables are created with the slots."""
@@ -145,7 +145,7 @@ class KerasAdamWMixin:
             s = self._settings
             specs = [("t_cur", tf.int64, s.t_cur), ("eta_t", tf.float32, s.initial_eta()),
                      ("lr_t", tf.float32, 0.0)]
-            specs += [(name, tf.float32, value) for name, value in self._EXTRA_STATE.items()]
+            specs += [(name, tf.float32, value) for name, value in self._EXTRA_STATE]
             state = {}
             with tf.init_scope(), self._distribution_strategy_scope():
                 for name, dtype, value in specs:

@@ -113,11 +113,11 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         """`ResourceApplyAdam[WithAmsgrad]` with `lr = eta lr_v` (it folds the
         bias correction `sqrt(1 - b2^t) / (1 - b1^t)` in from the beta powers)."""
         s = scalars
-        args = dict(var=var.handle, m=self.get_slot(var, "m").handle,
-                    v=self.get_slot(var, "v").handle, beta1_power=s["beta_1_power"],
-                    beta2_power=s["beta_2_power"], lr=s["lr"], beta1=s["beta_1"],
-                    beta2=s["beta_2"], epsilon=s["epsilon"], grad=grad,
-                    use_locking=self._use_locking)
+        args = {"var": var.handle, "m": self.get_slot(var, "m").handle,
+                    "v": self.get_slot(var, "v").handle, "beta1_power": s["beta_1_power"],
+                    "beta2_power": s["beta_2_power"], "lr": s["lr"], "beta1": s["beta_1"],
+                    "beta2": s["beta_2"], "epsilon": s["epsilon"], "grad": grad,
+                    "use_locking": self._use_locking}
         if self.amsgrad:
             return tf.raw_ops.ResourceApplyAdamWithAmsgrad(
                 vhat=self.get_slot(var, "vhat").handle, **args)
@@ -150,7 +150,7 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         (others): as `AdamW`, without `amsgrad`.
     """
 
-    _EXTRA_STATE = {"momentum_cache": 1.0}
+    _EXTRA_STATE = (("momentum_cache", 1.0),)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,

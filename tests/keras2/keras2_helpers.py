@@ -57,8 +57,8 @@ def train_small_model(optimizer_factory, steps=8, mode="function"):
     model.set_weights([rng.normal(size=w.shape).astype("float32") * 0.5
                        for w in model.get_weights()])
     optimizer = optimizer_factory(model)
-    options = {} if mode == "graph" else dict(run_eagerly=mode == "eager",
-                                              jit_compile=mode == "jit")
+    options = {} if mode == "graph" else {"run_eagerly": mode == "eager",
+                                              "jit_compile": mode == "jit"}
     model.compile(optimizer=optimizer, loss="mse", **options)
     if mode == "graph":
         for i in range(steps):

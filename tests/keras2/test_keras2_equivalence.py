@@ -23,11 +23,11 @@ class Pair:
 
 PAIRS = [
     Pair("adam", keras2.AdamW, legacy.Adam),
-    Pair("adam-amsgrad", keras2.AdamW, legacy.Adam, dict(amsgrad=True)),
+    Pair("adam-amsgrad", keras2.AdamW, legacy.Adam, {"amsgrad": True}),
     Pair("nadam", keras2.NadamW, legacy.Nadam),  # legacy schedule_decay 0.004
     Pair("sgd", keras2.SGDW, legacy.SGD),
-    Pair("sgd-momentum", keras2.SGDW, legacy.SGD, dict(momentum=0.9)),
-    Pair("sgd-nesterov", keras2.SGDW, legacy.SGD, dict(momentum=0.9, nesterov=True)),
+    Pair("sgd-momentum", keras2.SGDW, legacy.SGD, {"momentum": 0.9}),
+    Pair("sgd-nesterov", keras2.SGDW, legacy.SGD, {"momentum": 0.9, "nesterov": True}),
 ]
 
 
@@ -63,13 +63,13 @@ def test_extras_off_equal_legacy(pair):
 
 # ---- cross-flavour -------------------------------------------------------------------
 
-ALL_EXTRAS = dict(lr_multipliers={"d1": 0.5, "d2/bias": 2.0},
-                  weight_decays={"d1/kernel": (1e-3, 1e-2)}, total_iterations=7,
-                  use_cosine_annealing=True, init_verbose=False)
+ALL_EXTRAS = {"lr_multipliers": {"d1": 0.5, "d2/bias": 2.0},
+                  "weight_decays": {"d1/kernel": (1e-3, 1e-2)}, "total_iterations": 7,
+                  "use_cosine_annealing": True, "init_verbose": False}
 FLAVOUR_CASES = [
     ("AdamW", dict(learning_rate=0.01, **ALL_EXTRAS)),
-    ("AdamW", dict(learning_rate=0.01, amsgrad=True, weight_decay=0.05,
-                   exclude_from_weight_decay=["bias"])),
+    ("AdamW", {"learning_rate": 0.01, "amsgrad": True, "weight_decay": 0.05,
+                   "exclude_from_weight_decay": ["bias"]}),
     ("NadamW", dict(learning_rate=0.01, **ALL_EXTRAS)),
     ("SGDW", dict(learning_rate=0.05, momentum=0.9, nesterov=True, **ALL_EXTRAS)),
 ]

@@ -9,17 +9,17 @@ from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.keras2.regularizers import get_weight_decays
 
 BAD = [
-    (AdamW, dict(beta_1=1.0), ValueError, "beta_1"),
-    (AdamW, dict(learning_rate=-1.0), ValueError, "learning_rate"),
-    (AdamW, dict(epsilon="x"), TypeError, "epsilon"),
-    (AdamW, dict(weight_decays={"d/kernel": 0.1}), TypeError, "(0, l2)"),
-    (AdamW, dict(lr_multipliers=[1.0]), TypeError, "lr_multipliers"),
-    (AdamW, dict(autorestart=True), ValueError, "autorestart"),
-    (AdamW, dict(total_iteration=10), TypeError, "total_iterations"),
-    (NadamW, dict(schedule_decay=-1), ValueError, "schedule_decay"),
-    (SGDW, dict(momentum=1.5), ValueError, "momentum"),
-    (SGDW, dict(nesterov="yes"), TypeError, "nesterov"),
-    (SGDW, dict(t_cur=-2), ValueError, "t_cur"),
+    (AdamW, {"beta_1": 1.0}, ValueError, "beta_1"),
+    (AdamW, {"learning_rate": -1.0}, ValueError, "learning_rate"),
+    (AdamW, {"epsilon": "x"}, TypeError, "epsilon"),
+    (AdamW, {"weight_decays": {"d/kernel": 0.1}}, TypeError, "(0, l2)"),
+    (AdamW, {"lr_multipliers": [1.0]}, TypeError, "lr_multipliers"),
+    (AdamW, {"autorestart": True}, ValueError, "autorestart"),
+    (AdamW, {"total_iteration": 10}, TypeError, "total_iterations"),
+    (NadamW, {"schedule_decay": -1}, ValueError, "schedule_decay"),
+    (SGDW, {"momentum": 1.5}, ValueError, "momentum"),
+    (SGDW, {"nesterov": "yes"}, TypeError, "nesterov"),
+    (SGDW, {"t_cur": -2}, ValueError, "t_cur"),
 ]
 
 

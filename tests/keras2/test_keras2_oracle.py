@@ -41,37 +41,37 @@ MULTIPLIERS = {"dense": 2.0, "dense/bias": 0.25, "emb": 0.5}
 MULTIPLIERS_ORACLE = [2.0, 0.25, 0.5]
 PAPER = {"dense/kernel": (1e-3, 2e-2), "emb/embeddings": (0.0, 5e-2)}
 PAPER_ORACLE = [(1e-3, 2e-2), (0.0, 0.0), (0.0, 5e-2)]
-KERAS_DECAY = dict(weight_decay=0.1, exclude_from_weight_decay=["bias"])
-KERAS_DECAY_ORACLE = dict(weight_decay=0.1, decay_mask=[True, False, True])
-COSINE = dict(use_cosine_annealing=True, total_iterations=12)
+KERAS_DECAY = {"weight_decay": 0.1, "exclude_from_weight_decay": ["bias"]}
+KERAS_DECAY_ORACLE = {"weight_decay": 0.1, "decay_mask": [True, False, True]}
+COSINE = {"use_cosine_annealing": True, "total_iterations": 12}
 ALL = dict(lr_multipliers=MULTIPLIERS, weight_decays=PAPER, **COSINE)
 ALL_ORACLE = dict(multipliers=MULTIPLIERS_ORACLE, l1_l2=PAPER_ORACLE, **COSINE)
 
 CASES = [
     Case("adamw", "adamw"),
-    Case("adamw-amsgrad", "adamw", dict(amsgrad=True), dict(amsgrad=True)),
-    Case("adamw-amsgrad-sparse", "adamw", dict(amsgrad=True), dict(amsgrad=True),
+    Case("adamw-amsgrad", "adamw", {"amsgrad": True}, {"amsgrad": True}),
+    Case("adamw-amsgrad-sparse", "adamw", {"amsgrad": True}, {"amsgrad": True},
          sparse=True),
     Case("nadamw", "nadamw"),
     Case("nadamw-sparse", "nadamw", sparse=True),
     Case("sgdw", "sgdw"),
-    Case("sgdw-momentum", "sgdw", dict(momentum=0.9), dict(momentum=f32(0.9))),
-    Case("sgdw-nesterov", "sgdw", dict(momentum=0.9, nesterov=True),
-         dict(momentum=f32(0.9), nesterov=True)),
-    Case("sgdw-momentum-sparse", "sgdw", dict(momentum=0.9), dict(momentum=f32(0.9)),
+    Case("sgdw-momentum", "sgdw", {"momentum": 0.9}, {"momentum": f32(0.9)}),
+    Case("sgdw-nesterov", "sgdw", {"momentum": 0.9, "nesterov": True},
+         {"momentum": f32(0.9), "nesterov": True}),
+    Case("sgdw-momentum-sparse", "sgdw", {"momentum": 0.9}, {"momentum": f32(0.9)},
          sparse=True),
-    Case("adamw-multipliers", "adamw", dict(lr_multipliers=MULTIPLIERS),
-         dict(multipliers=MULTIPLIERS_ORACLE)),
-    Case("adamw-paper-decay", "adamw", dict(weight_decays=PAPER, total_iterations=50),
-         dict(l1_l2=PAPER_ORACLE, total_iterations=50)),
+    Case("adamw-multipliers", "adamw", {"lr_multipliers": MULTIPLIERS},
+         {"multipliers": MULTIPLIERS_ORACLE}),
+    Case("adamw-paper-decay", "adamw", {"weight_decays": PAPER, "total_iterations": 50},
+         {"l1_l2": PAPER_ORACLE, "total_iterations": 50}),
     Case("adamw-keras-decay", "adamw", KERAS_DECAY, KERAS_DECAY_ORACLE),
-    Case("adamw-inverse-time-decay", "adamw", dict(decay=0.01), dict(decay=0.01)),
+    Case("adamw-inverse-time-decay", "adamw", {"decay": 0.01}, {"decay": 0.01}),
     Case("adamw-autorestart", "adamw", ALL, ALL_ORACLE),
     Case("adamw-all-sparse", "adamw", {**ALL, **KERAS_DECAY},
          {**ALL_ORACLE, **KERAS_DECAY_ORACLE}, sparse=True),
     Case("adamw-manual-restart", "adamw",
-         dict(use_cosine_annealing=True, total_iterations=40, autorestart=False),
-         dict(use_cosine_annealing=True, total_iterations=40, autorestart=False),
+         {"use_cosine_annealing": True, "total_iterations": 40, "autorestart": False},
+         {"use_cosine_annealing": True, "total_iterations": 40, "autorestart": False},
          restart_at=25),
     Case("nadamw-all", "nadamw", {**ALL, **KERAS_DECAY}, {**ALL_ORACLE, **KERAS_DECAY_ORACLE}),
     Case("nadamw-manual-restart", "nadamw", dict(ALL, autorestart=False),
@@ -80,14 +80,14 @@ CASES = [
          dict(ALL_ORACLE, momentum=f32(0.9), **KERAS_DECAY_ORACLE)),
     Case("sgdw-nesterov-all-sparse", "sgdw", dict(ALL, momentum=0.9, nesterov=True),
          dict(ALL_ORACLE, momentum=f32(0.9), nesterov=True), sparse=True),
-    Case("sgdw-plain-paper-decay", "sgdw", dict(weight_decays=PAPER, total_iterations=30),
-         dict(l1_l2=PAPER_ORACLE, total_iterations=30)),
+    Case("sgdw-plain-paper-decay", "sgdw", {"weight_decays": PAPER, "total_iterations": 30},
+         {"l1_l2": PAPER_ORACLE, "total_iterations": 30}),
 ]
 
 
 def oracle_for(case, learning_rate):
     adam = case.kind != "sgdw"
-    base = dict(learning_rate=f32(learning_rate))
+    base = {"learning_rate": f32(learning_rate)}
     if adam:
         base.update(beta_1=f32(0.9), beta_2=f32(0.999), epsilon=f32(1e-7))
     return reference.ReferenceOptimizer(case.kind, list(SHAPES.values()),

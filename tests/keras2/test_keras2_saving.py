@@ -7,12 +7,12 @@ import tf_keras
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 
-OPTIONS = dict(learning_rate=0.01, lr_multipliers={"d1": 0.5},
-               weight_decays={"d1/kernel": (0.0, 1e-2)}, use_cosine_annealing=True,
-               total_iterations=4, weight_decay=0.02, exclude_from_weight_decay=["bias"],
-               init_verbose=False)
-CLASSES = {"AdamW": (AdamW, dict(amsgrad=True)), "NadamW": (NadamW, {}),
-           "SGDW": (SGDW, dict(momentum=0.9, nesterov=True))}
+OPTIONS = {"learning_rate": 0.01, "lr_multipliers": {"d1": 0.5},
+               "weight_decays": {"d1/kernel": (0.0, 1e-2)}, "use_cosine_annealing": True,
+               "total_iterations": 4, "weight_decay": 0.02, "exclude_from_weight_decay": ["bias"],
+               "init_verbose": False}
+CLASSES = {"AdamW": (AdamW, {"amsgrad": True}), "NadamW": (NadamW, {}),
+           "SGDW": (SGDW, {"momentum": 0.9, "nesterov": True})}
 
 
 def _model(optimizer):

@@ -1,0 +1,91 @@
+"""One optimizer step of keras2 AdamW/SGDW (all extras on) vs tf_keras legacy
+Adam/SGD on the same variables, in one process, interleaved (issue 3).
+
+    TF_USE_LEGACY_KERAS=1 python benchmarks/bench_keras2.py --out keras2.json
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from keras_adamw.keras2 import SGDW, AdamW
+
+CONFIGS = {"8 tensors / 10M params": (8, 10_000_000),
+           "400 tensors / 2M params": (400, 2_000_000)}
+BYTES_PER_PARAM = {"adam": 28, "sgd": 20}  # var, m, v, grad read; var, m, v written
+
+
+def make_variables(count, total, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = total // count // 100
+    return [tf.Variable(rng.normal(size=(rows, 100)).astype("float32"),
+                        name=f"layer_{i}/kernel") for i in range(count)]
+
+
+def all_extras(count, total_iterations=1000):
+    """Multipliers on half the layers, paper decay on all, cosine annealing."""
+    return {"lr_multipliers": {f"layer_{i}/": 0.5 for i in range(0, count, 2)},
+                "weight_decays": {f"layer_{i}/kernel": (0.0, 1e-4) for i in range(count)},
+                "use_cosine_annealing": True, "total_iterations": total_iterations,
+                "init_verbose": False}
+
+
+def step_function(optimizer, variables, grads):
+    @tf.function
+    def step():
+        optimizer.apply_gradients(zip(grads, variables))
+        return optimizer.iterations.read_value()
+
+    return step
+
+
+def bench(kind, count, total, rounds):
+    """Ours and legacy on the same variables (each with its own slots)."""
+    variables = make_variables(count, total)
+    rng = np.random.default_rng(1)
+    grads = [tf.constant(rng.normal(size=v.shape).astype("float32") * 1e-3)
+             for v in variables]
+    if kind == "adam":
+        ours = AdamW(learning_rate=1e-4, **all_extras(count))
+        theirs = tf_keras.optimizers.legacy.Adam(learning_rate=1e-4)
+    else:
+        ours = SGDW(learning_rate=1e-4, momentum=0.9, **all_extras(count))
+        theirs = tf_keras.optimizers.legacy.SGD(learning_rate=1e-4, momentum=0.9)
+    functions = {"keras_adamw": step_function(ours, variables, grads),
+                 "legacy": step_function(theirs, variables, grads)}
+    return harness.compare(functions, "legacy", rounds=rounds, sync=lambda r: r.numpy())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="JSON output path")
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    bandwidth = harness.stream_bandwidth()
+    results = {"bandwidth_GBps": bandwidth / 1e9, "threads": tf.config.threading
+               .get_intra_op_parallelism_threads(), "results": {}}
+    for kind in ("adam", "sgd"):
+        for label, (count, total) in CONFIGS.items():
+            result = bench(kind, count, total, args.rounds)
+            legacy_s = result["legacy"]["median_s"]
+            result["legacy_over_floor"] = harness.floor_ratio(
+                legacy_s, total, BYTES_PER_PARAM[kind], bandwidth)
+            results["results"][f"{kind} | {label}"] = result
+            ours = result["keras_adamw"]
+            print(f"{kind:4s} | {label:24s} ours/legacy = {ours['ratio']:.3f} "
+                  f"(IQR {ours['ratio_iqr'][0]:.3f}-{ours['ratio_iqr'][1]:.3f}); "
+                  f"legacy {legacy_s * 1e3:.2f} ms = {result['legacy_over_floor']:.2f}x floor")
+    if args.out:
+        harness.write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
