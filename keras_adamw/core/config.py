@@ -5,8 +5,11 @@ returns a frozen `Settings`. Errors name the argument, the value received and
 the fix; keras-adamw 1.x behaviours that switch a feature off are kept but warn.
 """
 import dataclasses
+import difflib
+import inspect
 import math
 import numbers
+import re
 import warnings
 from collections.abc import Mapping
 
@@ -202,3 +205,91 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
         weight_decays=weight_decays, weight_decay=weight_decay,
         exclude_from_weight_decay=exclude, decay=decay,
         init_verbose=check_bool("init_verbose", init_verbose))
+
+
+# keras-adamw arguments accepted as keywords by every optimizer of both flavours.
+EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
+
+
+def check_learning_rate(learning_rate):
+    """Floats (ints accepted) must be finite and >= 0; schedules pass through."""
+    if callable(learning_rate):
+        return learning_rate
+    return check_number("learning_rate", learning_rate, low=0)
+
+
+def check_beta(name, value):
+    """A moment decay rate in [0, 1)."""
+    return check_number(name, value, low=0, high=1, high_open=True)
+
+
+def split_kwargs(cls, learning_rate, kwargs, framework_kwargs):
+    """Separates `lr=`, keras-adamw extras and framework arguments; refuses the rest.
+
+    Args:
+        cls: the optimizer class (its signature feeds the "did you mean").
+        learning_rate: the `learning_rate` argument (`lr=` overrides it).
+        kwargs: the constructor's `**kwargs`.
+        framework_kwargs: names the framework's base optimizer accepts.
+
+    Returns:
+        `(learning_rate, extras, framework kwargs)`.
+    """
+    accepted = tuple(framework_kwargs) + EXTRA_KWARGS
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        key = unknown[0]
+        known = list(inspect.signature(cls.__init__).parameters)[1:-1] + list(accepted)
+        hint = difflib.get_close_matches(key, known, 1)
+        fix = f"Did you mean `{hint[0]}`?" if hint else f"Accepted arguments: {sorted(known)}"
+        raise TypeError(f"{cls.__name__} got an unexpected keyword argument `{key}` "
+                        f"(value {kwargs[key]!r}). {fix}")
+    extras = {k: kwargs.pop(k) for k in EXTRA_KWARGS if k in kwargs}
+    if "lr" in extras:
+        learning_rate = extras.pop("lr")
+    return check_learning_rate(learning_rate), extras, kwargs
+
+
+def with_exclusions(settings, paths=(), patterns=None):
+    """`settings` with more `exclude_from_weight_decay` entries (exact paths, regexes)."""
+    added = [f"^{re.escape(p)}$" for p in paths] + list(check_patterns("var_names", patterns))
+    return dataclasses.replace(settings, exclude_from_weight_decay=(
+        settings.exclude_from_weight_decay + tuple(added)))
+
+
+def settings_config(settings):
+    """The keras-adamw part of `get_config`, JSON-serialisable."""
+    return {
+        "total_iterations": settings.total_iterations,
+        "total_iterations_wd": settings.total_iterations_wd,
+        "use_cosine_annealing": settings.use_cosine_annealing,
+        "autorestart": settings.autorestart,
+        "eta_min": settings.eta_min, "eta_max": settings.eta_max, "t_cur": settings.t_cur,
+        "lr_multipliers": dict(settings.lr_multipliers),
+        "weight_decays": {k: list(v) for k, v in settings.weight_decays.items()},
+        "weight_decay": settings.weight_decay,
+        "exclude_from_weight_decay": list(settings.exclude_from_weight_decay),
+        "decay": settings.decay, "init_verbose": settings.init_verbose,
+    }
+
+
+def decode_config(config):
+    """Undoes the JSON encoding of `settings_config` (pairs back to tuples)."""
+    config = dict(config)
+    if config.get("weight_decays"):
+        config["weight_decays"] = {k: tuple(v) for k, v in config["weight_decays"].items()}
+    return config
+
+
+class SettingsAttributes:
+    """The settings as read-only attributes, for users of keras-adamw 1.x."""
+
+    total_iterations = property(lambda self: self._settings.total_iterations)
+    total_iterations_wd = property(lambda self: self._settings.total_iterations_wd)
+    use_cosine_annealing = property(lambda self: self._settings.use_cosine_annealing)
+    autorestart = property(lambda self: self._settings.autorestart)
+    eta_min = property(lambda self: self._settings.eta_min)
+    eta_max = property(lambda self: self._settings.eta_max)
+    lr_multipliers = property(lambda self: dict(self._settings.lr_multipliers))
+    weight_decays = property(lambda self: dict(self._settings.weight_decays))
+    init_verbose = property(lambda self: self._settings.init_verbose)

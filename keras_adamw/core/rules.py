@@ -85,13 +85,34 @@ def sgd_step(velocity, grad, scaled_lr, momentum, nesterov):
     return velocity, velocity
 
 
-def decoupled_decay(theta, eta, rule, scaled_lr, xp):
-    """Decay subtracted from `theta` in the same update (from theta before it).
+def decay_coefficients(rule, eta, scaled_lr):
+    """`(c_sign, c_linear)` of the decoupled decay `c_sign sign(theta) + c_linear theta`.
 
     ```
-    paper:  eta * (l1_n sign(theta) + l2_n theta),  l1_n, l2_n = (l1, l2) sqrt(1/T_wd)
-    keras:  eta * lr_v * lambda * theta
+    paper:  c_sign = eta l1_n,  c_linear = eta l2_n      (l_n = l sqrt(1/T_wd))
+    keras:  c_linear += eta lr_v lambda
     ```
+
+    Args:
+        rule: the variable's `core.matching.VariableRule`.
+        eta: the annealing multiplier `eta_t`.
+        scaled_lr: `lr_v`, the learning rate times the variable's multiplier.
+
+    Returns:
+        The two coefficients; each is `None` when that term is absent.
+    """
+    c_sign = eta * rule.l1 if rule.l1 else None
+    c_linear = None
+    if rule.l2 or rule.decay_lambda:
+        linear = rule.l2
+        if rule.decay_lambda:
+            linear = linear + rule.decay_lambda * scaled_lr
+        c_linear = eta * linear
+    return c_sign, c_linear
+
+
+def decoupled_decay(theta, eta, rule, scaled_lr, xp):
+    """Decay subtracted from `theta` in the same update (from theta before it).
 
     Args:
         theta: the variable's value before the update.
@@ -101,16 +122,11 @@ def decoupled_decay(theta, eta, rule, scaled_lr, xp):
         xp: namespace providing `sign`.
 
     Returns:
-        The term to subtract, or `None` when the variable has no decay.
+        `c_sign sign(theta) + c_linear theta` (see `decay_coefficients`), or
+        `None` when the variable has no decay.
     """
-    l2 = rule.l2
-    if rule.decay_lambda:
-        l2 = l2 + rule.decay_lambda * scaled_lr
-    terms = []
-    if rule.l1:
-        terms.append(rule.l1 * xp.sign(theta))
-    if rule.l2 or rule.decay_lambda:
-        terms.append(l2 * theta)
-    if not terms:
-        return None
-    return eta * (terms[0] + terms[1] if len(terms) == 2 else terms[0])
+    c_sign, c_linear = decay_coefficients(rule, eta, scaled_lr)
+    if c_sign is None:
+        return None if c_linear is None else c_linear * theta
+    term = c_sign * xp.sign(theta)
+    return term if c_linear is None else term + c_linear * theta

@@ -41,11 +41,12 @@ def next_t_cur(t_cur, total_iterations, autorestart, xp):
         t_cur: counter before the update (integer tensor or number).
         total_iterations: `T`, updates per cycle.
         autorestart: python bool, fixed at construction.
-        xp: namespace providing `where`.
+        xp: namespace providing `where` and `equal` (elementwise also for TF1
+            graph tensors, whose `==` compares identity).
 
     Returns:
         The counter after the update.
     """
     if not autorestart:
         return t_cur + 1
-    return xp.where(t_cur == total_iterations - 1, t_cur * 0, t_cur + 1)
+    return xp.where(xp.equal(t_cur, total_iterations - 1), t_cur * 0, t_cur + 1)

@@ -8,9 +8,6 @@ scalars are computed in `_prepare` (once, float32), cast per `(device, dtype)` i
 `_distributed_apply`, after every variable update (control dependencies in graph
 mode). The numbers come from `keras_adamw.core` (DESIGN.md section 4).
 """
-import dataclasses
-import difflib
-import re
 import types
 
 import tensorflow as tf
@@ -22,47 +19,18 @@ from keras_adamw.keras2 import regularizers
 
 # The math namespace `xp` that `core` functions receive.
 TF_MATH = types.SimpleNamespace(
-    power=tf.pow, sqrt=tf.sqrt, cos=tf.cos, where=tf.where, sign=tf.sign,
+    power=tf.pow, sqrt=tf.sqrt, cos=tf.cos, where=tf.where, sign=tf.sign, equal=tf.equal,
     expm1=tf.math.expm1, exp=tf.exp, log=tf.math.log, maximum=tf.maximum,
     minimum=tf.minimum, abs=tf.abs)
 # Arguments of `OptimizerV2` passed through unchanged.
 KERAS_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm", "gradient_aggregator",
                 "gradient_transformers")
-# keras-adamw arguments accepted as keywords by every optimizer.
-EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
-SETTINGS_FIELDS = ("total_iterations", "total_iterations_wd", "use_cosine_annealing",
-                   "autorestart", "eta_min", "eta_max", "t_cur", "lr_multipliers",
-                   "weight_decays", "weight_decay", "exclude_from_weight_decay", "decay",
-                   "init_verbose")
 _STEP = "keras_adamw_step"  # apply_state key of the float32 per-step scalars
 
 
 def variable_path(variable):
     """The tf_keras variable name without `:0` (`"dense_1/kernel"`)."""
     return matching.normalize_name(variable.name)
-
-
-def check_learning_rate(learning_rate):
-    """Floats (ints accepted) must be finite and >= 0; schedules pass through."""
-    if callable(learning_rate):
-        return learning_rate
-    return config.check_number("learning_rate", learning_rate, low=0)
-
-
-def split_kwargs(class_name, learning_rate, kwargs):
-    """Separates `lr=`, keras-adamw extras and OptimizerV2 arguments; refuses the rest."""
-    accepted = KERAS_KWARGS + EXTRA_KWARGS
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        key = unknown[0]
-        hint = difflib.get_close_matches(key, accepted + SETTINGS_FIELDS, 1)
-        fix = f"Did you mean `{hint[0]}`?" if hint else f"Accepted keywords: {sorted(accepted)}"
-        raise TypeError(f"{class_name} got an unexpected keyword argument `{key}` "
-                        f"(value {kwargs[key]!r}). {fix}")
-    extras = {k: kwargs.pop(k) for k in EXTRA_KWARGS if k in kwargs}
-    if "lr" in extras:
-        learning_rate = extras.pop("lr")
-    return check_learning_rate(learning_rate), extras, kwargs
 
 
 def check_epsilon(epsilon):
@@ -72,26 +40,7 @@ def check_epsilon(epsilon):
     return config.check_number("epsilon", epsilon, low=0)
 
 
-def check_beta(name, value):
-    return config.check_number(name, value, low=0, high=1, high_open=True)
-
-
-def decay_coefficients(rule, eta, scaled_lr):
-    """`(c_sign, c_linear)` with decay `c_sign sign(theta) + c_linear theta`.
-
-    `core.rules.decoupled_decay` is linear in its two terms, so each coefficient
-    is that function at `theta = 1` with the other term switched off.
-    """
-    c_sign = None
-    if rule.l1:
-        c_sign = rules.decoupled_decay(1.0, eta, dataclasses.replace(
-            rule, l2=0.0, decay_lambda=0.0), scaled_lr, TF_MATH)
-    c_linear = rules.decoupled_decay(1.0, eta, dataclasses.replace(rule, l1=0.0),
-                                     scaled_lr, TF_MATH)
-    return c_sign, c_linear
-
-
-class KerasAdamWMixin:
+class KerasAdamWMixin(config.SettingsAttributes):
     """Decoupled weight decay, warm restarts and lr multipliers for tf_keras.
 
     Placed before `OptimizerV2` in the bases. Subclasses implement
@@ -120,17 +69,6 @@ class KerasAdamWMixin:
         self._rules = {}  # optimizer_v2._var_key(variable) -> VariableRule
         self._rule_paths = {}  # same keys -> variable path, in creation order
         self._state = None
-
-    # The settings as plain attributes, for users of keras-adamw 1.x.
-    total_iterations = property(lambda self: self._settings.total_iterations)
-    total_iterations_wd = property(lambda self: self._settings.total_iterations_wd)
-    use_cosine_annealing = property(lambda self: self._settings.use_cosine_annealing)
-    autorestart = property(lambda self: self._settings.autorestart)
-    eta_min = property(lambda self: self._settings.eta_min)
-    eta_max = property(lambda self: self._settings.eta_max)
-    lr_multipliers = property(lambda self: dict(self._settings.lr_multipliers))
-    weight_decays = property(lambda self: dict(self._settings.weight_decays))
-    init_verbose = property(lambda self: self._settings.init_verbose)
 
     # ---- state variables -------------------------------------------------------
 
@@ -191,11 +129,8 @@ class KerasAdamWMixin:
         if self._rules:
             raise ValueError("`exclude_from_weight_decay()` must be called before the "
                              "optimizer is built (before the first step).")
-        patterns = list(self._settings.exclude_from_weight_decay)
-        patterns += [f"^{re.escape(variable_path(v))}$" for v in var_list or ()]
-        patterns += list(config.check_patterns("var_names", var_names))
-        self._settings = config.Settings(**{
-            **vars(self._settings), "exclude_from_weight_decay": tuple(patterns)})
+        self._settings = config.with_exclusions(
+            self._settings, [variable_path(v) for v in var_list or ()], var_names)
 
     # ---- per-step scalars ------------------------------------------------------
 
@@ -243,7 +178,7 @@ class KerasAdamWMixin:
         local["rules"] = {}
         for rule in step["rules"]:
             scaled = eta_lr * rule.multiplier if rule.multiplier != 1.0 else eta_lr
-            c_sign, c_linear = decay_coefficients(rule, step["eta"],
+            c_sign, c_linear = rules.decay_coefficients(rule, step["eta"],
                                                   step["lr"] * rule.multiplier)
             local["rules"][rule] = {
                 "lr": tf.cast(scaled, var_dtype),
@@ -314,7 +249,7 @@ class KerasAdamWMixin:
     def _advance_schedule(self, lr_t):
         """`t_cur` (restart rule), `eta_t` (cosine), `lr_t`; returns the assign ops."""
         s = self._settings
-        t_cur = schedule.next_t_cur(_Elementwise(self.t_cur.read_value()),
+        t_cur = schedule.next_t_cur(self.t_cur.read_value(),
                                     s.total_iterations, s.autorestart, TF_MATH)
         updates = [self.t_cur.assign(t_cur, read_value=False)]
         if s.use_cosine_annealing:
@@ -327,48 +262,11 @@ class KerasAdamWMixin:
     # ---- config -------------------------------------------------------------------
 
     def get_config(self):
-        config_ = super().get_config()
-        s = self._settings
-        config_.update({
-            "learning_rate": self._serialize_hyperparameter("learning_rate"),
-            "total_iterations": s.total_iterations,
-            "total_iterations_wd": s.total_iterations_wd,
-            "use_cosine_annealing": s.use_cosine_annealing, "autorestart": s.autorestart,
-            "eta_min": s.eta_min, "eta_max": s.eta_max, "t_cur": s.t_cur,
-            "lr_multipliers": dict(s.lr_multipliers),
-            "weight_decays": {k: list(v) for k, v in s.weight_decays.items()},
-            "weight_decay": s.weight_decay,
-            "exclude_from_weight_decay": list(s.exclude_from_weight_decay),
-            "decay": s.decay, "init_verbose": s.init_verbose,
-            "zero_penalties": self.zero_penalties,
-        })
-        return config_
+        return {**super().get_config(),
+                "learning_rate": self._serialize_hyperparameter("learning_rate"),
+                **config.settings_config(self._settings), "zero_penalties": self.zero_penalties}
 
     @classmethod
     def from_config(cls, config_, custom_objects=None):
-        config_ = dict(config_)
-        if config_.get("weight_decays"):
-            config_["weight_decays"] = {k: tuple(v) for k, v in config_["weight_decays"].items()}
-        return super().from_config(config_, custom_objects=custom_objects)
-
-
-class _Elementwise:
-    """An integer tensor whose `==` is elementwise also in TF1 graph mode.
-
-    `core.schedule.next_t_cur` compares `t_cur == total_iterations - 1`; a TF1
-    graph tensor compares by identity there, so restarts would never happen.
-    """
-
-    __hash__ = None
-
-    def __init__(self, tensor):
-        self.tensor = tensor
-
-    def __eq__(self, other):
-        return tf.equal(self.tensor, other)
-
-    def __add__(self, other):
-        return self.tensor + other
-
-    def __mul__(self, other):
-        return self.tensor * other
+        return super().from_config(config.decode_config(config_),
+                                   custom_objects=custom_objects)

@@ -13,11 +13,10 @@ from tf_keras.src.optimizers.legacy import optimizer_v2
 
 from keras_adamw.core import config, rules
 from keras_adamw.keras2.base import (
+    KERAS_KWARGS,
     TF_MATH,
     KerasAdamWMixin,
-    check_beta,
     check_epsilon,
-    split_kwargs,
 )
 
 register = tf_keras.utils.register_keras_serializable(package="keras_adamw")
@@ -82,12 +81,12 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
                  weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
                  eta_max=1, t_cur=0, name="AdamW", **kwargs):
-        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
-                                                     kwargs)
+        learning_rate, extras, kwargs = config.split_kwargs(
+            type(self), learning_rate, kwargs, KERAS_KWARGS)
         super().__init__(name, **kwargs)
         self._set_hyper("learning_rate", learning_rate)
-        self.beta_1 = check_beta("beta_1", beta_1)
-        self.beta_2 = check_beta("beta_2", beta_2)
+        self.beta_1 = config.check_beta("beta_1", beta_1)
+        self.beta_2 = config.check_beta("beta_2", beta_2)
         self.epsilon = check_epsilon(epsilon)
         self.amsgrad = config.check_bool("amsgrad", amsgrad)
         self._init_keras_adamw(
@@ -157,12 +156,12 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
                  weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
                  eta_max=1, t_cur=0, name="NadamW", **kwargs):
-        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
-                                                     kwargs)
+        learning_rate, extras, kwargs = config.split_kwargs(
+            type(self), learning_rate, kwargs, KERAS_KWARGS)
         super().__init__(name, **kwargs)
         self._set_hyper("learning_rate", learning_rate)
-        self.beta_1 = check_beta("beta_1", beta_1)
-        self.beta_2 = check_beta("beta_2", beta_2)
+        self.beta_1 = config.check_beta("beta_1", beta_1)
+        self.beta_2 = config.check_beta("beta_2", beta_2)
         self.epsilon = check_epsilon(epsilon)
         self.schedule_decay = config.check_number("schedule_decay", schedule_decay, low=0)
         self._init_keras_adamw(
@@ -230,8 +229,8 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
                  use_cosine_annealing=False, lr_multipliers=None, weight_decays=None,
                  autorestart=None, init_verbose=True, eta_min=0, eta_max=1, t_cur=0,
                  name="SGDW", **kwargs):
-        learning_rate, extras, kwargs = split_kwargs(type(self).__name__, learning_rate,
-                                                     kwargs)
+        learning_rate, extras, kwargs = config.split_kwargs(
+            type(self), learning_rate, kwargs, KERAS_KWARGS)
         super().__init__(name, **kwargs)
         momentum = config.check_number("momentum", momentum, low=0, high=1)
         self._set_hyper("learning_rate", learning_rate)

@@ -7,9 +7,6 @@ under `gradient_accumulation_steps`, jit and JAX's stateless apply), so the
 per-step scalars are computed there, before the variables, and `t_cur`/`eta_t`/
 `lr_t` advance there, after them.
 """
-import difflib
-import inspect
-import re
 
 import keras
 from keras import ops
@@ -21,37 +18,11 @@ from keras_adamw.keras3 import regularizers
 KERAS_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
                 "ema_overwrite_frequency", "loss_scale_factor",
                 "gradient_accumulation_steps")
-# keras-adamw arguments accepted as keywords by every optimizer.
-EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
 
 
 def variable_path(variable):
     """`variable.path` for Keras variables, the `:0`-less name otherwise."""
     return matching.normalize_name(getattr(variable, "path", None) or variable.name)
-
-
-def check_learning_rate(learning_rate):
-    """Floats (ints accepted) must be finite and >= 0; schedules pass through."""
-    if callable(learning_rate):
-        return learning_rate
-    return config.check_number("learning_rate", learning_rate, low=0)
-
-
-def split_kwargs(cls, learning_rate, kwargs):
-    """Separates `lr=`, keras-adamw extras and Keras arguments; refuses the rest."""
-    unknown = [k for k in kwargs if k not in KERAS_KWARGS + EXTRA_KWARGS]
-    if unknown:
-        key = unknown[0]
-        known = list(inspect.signature(cls.__init__).parameters)[1:-1]
-        known += KERAS_KWARGS + EXTRA_KWARGS
-        hint = difflib.get_close_matches(key, known, 1)
-        fix = f"Did you mean `{hint[0]}`?" if hint else f"Accepted arguments: {sorted(known)}"
-        raise TypeError(f"{cls.__name__} got an unexpected keyword argument `{key}` "
-                        f"(value {kwargs[key]!r}). {fix}")
-    extras = {k: kwargs.pop(k) for k in EXTRA_KWARGS if k in kwargs}
-    if "lr" in extras:
-        learning_rate = extras.pop("lr")
-    return check_learning_rate(learning_rate), extras, kwargs
 
 
 def check_epsilon(epsilon):
@@ -61,11 +32,7 @@ def check_epsilon(epsilon):
     return config.check_number("epsilon", epsilon, low=0)
 
 
-def check_beta(name, value):
-    return config.check_number(name, value, low=0, high=1, high_open=True)
-
-
-class KerasAdamWMixin:
+class KerasAdamWMixin(config.SettingsAttributes):
     """Decoupled weight decay, warm restarts and lr multipliers for Keras 3.
 
     Placed before a Keras optimizer in the bases. Subclasses implement
@@ -96,17 +63,6 @@ class KerasAdamWMixin:
         return self.add_variable(shape=(), initializer=keras.initializers.Constant(value),
                                  dtype=dtype, aggregation="only_first_replica", name=name)
 
-    # The settings as plain attributes, for users of keras-adamw 1.x.
-    total_iterations = property(lambda self: self._settings.total_iterations)
-    total_iterations_wd = property(lambda self: self._settings.total_iterations_wd)
-    use_cosine_annealing = property(lambda self: self._settings.use_cosine_annealing)
-    autorestart = property(lambda self: self._settings.autorestart)
-    eta_min = property(lambda self: self._settings.eta_min)
-    eta_max = property(lambda self: self._settings.eta_max)
-    lr_multipliers = property(lambda self: dict(self._settings.lr_multipliers))
-    weight_decays = property(lambda self: dict(self._settings.weight_decays))
-    init_verbose = property(lambda self: self._settings.init_verbose)
-
     def build(self, variables):
         """Creates the slots, then resolves per-variable rules once, by path."""
         if self.built:
@@ -129,11 +85,8 @@ class KerasAdamWMixin:
         if self.built:
             raise ValueError("`exclude_from_weight_decay()` must be called before the "
                              "optimizer is built (before the first step).")
-        patterns = list(self._settings.exclude_from_weight_decay)
-        patterns += [f"^{re.escape(variable_path(v))}$" for v in var_list or ()]
-        patterns += list(config.check_patterns("var_names", var_names))
-        self._settings = config.Settings(**{
-            **vars(self._settings), "exclude_from_weight_decay": tuple(patterns)})
+        self._settings = config.with_exclusions(
+            self._settings, [variable_path(v) for v in var_list or ()], var_names)
 
     def _apply_weight_decay(self, variables):
         """Decay is part of our update (`core.rules.decoupled_decay`), not Keras's."""
@@ -173,7 +126,9 @@ class KerasAdamWMixin:
         """Dense gradient, the variable's rule and its step scalars in its dtype."""
         dtype = variable.dtype
         rule = self._rules[self._get_variable_index(variable)]
-        scalars = {k: ops.cast(v, dtype) for k, v in self._step.items()}
+        scalars = self._step
+        if dtype != "float32":  # step scalars are float32
+            scalars = {k: ops.cast(v, dtype) for k, v in scalars.items()}
         return dense_gradient(gradient, dtype), rule, scalars
 
     def _decayed(self, variable, value, delta, rule, scalars):
@@ -184,27 +139,12 @@ class KerasAdamWMixin:
         self.assign(variable, new_value)
 
     def get_config(self):
-        config_ = super().get_config()
-        s = self._settings
-        config_.update({
-            "total_iterations": s.total_iterations,
-            "total_iterations_wd": s.total_iterations_wd,
-            "use_cosine_annealing": s.use_cosine_annealing, "autorestart": s.autorestart,
-            "eta_min": s.eta_min, "eta_max": s.eta_max, "t_cur": s.t_cur,
-            "lr_multipliers": dict(s.lr_multipliers),
-            "weight_decays": {k: list(v) for k, v in s.weight_decays.items()},
-            "weight_decay": s.weight_decay,
-            "exclude_from_weight_decay": list(s.exclude_from_weight_decay),
-            "decay": s.decay, "init_verbose": s.init_verbose,
-            "zero_penalties": self.zero_penalties,
-        })
-        return config_
+        return {**super().get_config(), **config.settings_config(self._settings),
+                "zero_penalties": self.zero_penalties}
 
     @classmethod
     def from_config(cls, config_, custom_objects=None):
-        config_ = dict(config_)
-        if config_.get("weight_decays"):
-            config_["weight_decays"] = {k: tuple(v) for k, v in config_["weight_decays"].items()}
+        config_ = config.decode_config(config_)
         if config_.get("gradient_accumulation_steps") is None:
             config_.pop("gradient_accumulation_steps", None)
         return super().from_config(config_, custom_objects=custom_objects)

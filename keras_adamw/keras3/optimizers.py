@@ -7,13 +7,8 @@ come from `keras_adamw.core`; see DESIGN.md section 4.
 import keras
 from keras import ops
 
-from keras_adamw.core import rules
-from keras_adamw.keras3.base import (
-    KerasAdamWMixin,
-    check_beta,
-    check_epsilon,
-    split_kwargs,
-)
+from keras_adamw.core import config, rules
+from keras_adamw.keras3.base import KERAS_KWARGS, KerasAdamWMixin, check_epsilon
 
 register = keras.saving.register_keras_serializable(package="keras_adamw")
 
@@ -70,10 +65,12 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
                  weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
                  eta_max=1, t_cur=0, name="AdamW", **kwargs):
-        learning_rate, extras, kwargs = split_kwargs(type(self), learning_rate,
-                                                     kwargs)
-        super().__init__(learning_rate=learning_rate, beta_1=check_beta("beta_1", beta_1),
-                         beta_2=check_beta("beta_2", beta_2), epsilon=check_epsilon(epsilon),
+        learning_rate, extras, kwargs = config.split_kwargs(
+            type(self), learning_rate, kwargs, KERAS_KWARGS)
+        super().__init__(learning_rate=learning_rate,
+                         beta_1=config.check_beta("beta_1", beta_1),
+                         beta_2=config.check_beta("beta_2", beta_2),
+                         epsilon=check_epsilon(epsilon),
                          amsgrad=bool(amsgrad), name=name, **kwargs)
         self._init_keras_adamw(
             model, zero_penalties, extras, total_iterations=total_iterations,
@@ -128,14 +125,14 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
                  weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
                  eta_max=1, t_cur=0, name="NadamW", **kwargs):
-        from keras_adamw.core.config import check_number
-
-        learning_rate, extras, kwargs = split_kwargs(type(self), learning_rate,
-                                                     kwargs)
-        super().__init__(learning_rate=learning_rate, beta_1=check_beta("beta_1", beta_1),
-                         beta_2=check_beta("beta_2", beta_2), epsilon=check_epsilon(epsilon),
+        learning_rate, extras, kwargs = config.split_kwargs(
+            type(self), learning_rate, kwargs, KERAS_KWARGS)
+        super().__init__(learning_rate=learning_rate,
+                         beta_1=config.check_beta("beta_1", beta_1),
+                         beta_2=config.check_beta("beta_2", beta_2),
+                         epsilon=check_epsilon(epsilon),
                          name=name, **kwargs)
-        self.schedule_decay = check_number("schedule_decay", schedule_decay, low=0)
+        self.schedule_decay = config.check_number("schedule_decay", schedule_decay, low=0)
         self._init_keras_adamw(
             model, zero_penalties, extras, total_iterations=total_iterations,
             total_iterations_wd=total_iterations_wd,
@@ -198,13 +195,11 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
                  use_cosine_annealing=False, lr_multipliers=None, weight_decays=None,
                  autorestart=None, init_verbose=True, eta_min=0, eta_max=1, t_cur=0,
                  name="SGDW", **kwargs):
-        from keras_adamw.core.config import check_bool, check_number
-
-        learning_rate, extras, kwargs = split_kwargs(type(self), learning_rate,
-                                                     kwargs)
+        learning_rate, extras, kwargs = config.split_kwargs(
+            type(self), learning_rate, kwargs, KERAS_KWARGS)
         super().__init__(learning_rate=learning_rate,
-                         momentum=check_number("momentum", momentum, low=0, high=1),
-                         nesterov=check_bool("nesterov", nesterov), name=name, **kwargs)
+                         momentum=config.check_number("momentum", momentum, low=0, high=1),
+                         nesterov=config.check_bool("nesterov", nesterov), name=name, **kwargs)
         self._init_keras_adamw(
             model, zero_penalties, extras, total_iterations=total_iterations,
             total_iterations_wd=total_iterations_wd,

@@ -1,0 +1,163 @@
+"""One optimizer step of keras_adamw vs Keras's built-in, Keras 3, every backend and mode.
+
+Each backend runs in its own process (Keras picks the backend at import); this
+script re-launches itself per backend unless `--backend` is given. Ours and the
+built-in optimizer update the *same* variables with the same gradients, timed in
+interleaved rounds after warm-up (`harness.compare`), and the step is also put
+against the memory-traffic floor (28 bytes per float32 parameter for Adam).
+
+Usage:
+    python benchmarks/bench_keras3.py --out results.json            # all backends
+    python benchmarks/bench_keras3.py --backend torch --workloads 400x2M
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOADS = {"8x10M": (8, 10_000_000), "8x50M": (8, 50_000_000), "400x2M": (400, 2_000_000)}
+# Bytes moved per parameter and step: read p, g, m, v; write p, m, v (Adam); SGD
+# with momentum reads p, g, vel and writes p, vel.
+BYTES_PER_PARAM = {"adamw": 28, "nadamw": 28, "sgdw": 20}
+PAIRS = {"adamw": ("AdamW", "AdamW"), "nadamw": ("NadamW", "Nadam"), "sgdw": ("SGDW", "SGD")}
+
+
+def all_extras(name, n_tensors):
+    """keras-adamw arguments with every extra on (multipliers, cosine, both decays)."""
+    extras = {"total_iterations": 1000, "use_cosine_annealing": True, "init_verbose": False,
+                  "lr_multipliers": {"w0": 0.5, "w1": 2.0}, "weight_decay": 1e-2,
+                  "weight_decays": {f"w{i}": (0.0, 1e-3) for i in range(0, n_tensors, 2)}}
+    if name == "sgdw":
+        extras["momentum"] = 0.9
+    return extras
+
+
+def builtin_kwargs(name):
+    return {"momentum": 0.9} if name == "sgdw" else ({"weight_decay": 1e-2}
+                                                     if name == "adamw" else {})
+
+
+def make_problem(n_tensors, n_params, seed=0):
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    size = n_params // n_tensors
+    variables = [keras.Variable(rng.standard_normal(size, dtype=np.float32), name=f"w{i}")
+                 for i in range(n_tensors)]
+    grads = [keras.ops.convert_to_tensor(rng.standard_normal(size, dtype=np.float32))
+             for _ in range(n_tensors)]
+    return variables, grads
+
+
+def step_functions(backend, mode, optimizers, variables, grads):
+    """`{label: zero-argument step}` for this backend/mode, one per optimizer."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def make(opt):
+            return tf.function(lambda: opt.apply(grads, variables),
+                               jit_compile=(mode == "xla"))
+        return {label: make(opt) for label, opt in optimizers.items()}, lambda r: None
+    if backend == "jax":
+        import jax
+
+        def make(opt):
+            opt.build(variables)
+            state = {"opt": [v.value for v in opt.variables],
+                     "vars": [v.value for v in variables]}
+            apply = jax.jit(lambda o, g, t: opt.stateless_apply(o, g, t),
+                            donate_argnums=(0, 2))
+
+            def step():
+                state["vars"], state["opt"] = apply(state["opt"], grads, state["vars"])
+                return state["vars"][0]
+            return step
+        return ({label: make(opt) for label, opt in optimizers.items()},
+                lambda r: r.block_until_ready())
+    return ({label: (lambda opt=opt: opt.apply(grads, variables))
+             for label, opt in optimizers.items()}, lambda r: None)
+
+
+def run_backend(backend, workloads, names, rounds):
+    os.environ["KERAS_BACKEND"] = backend
+    sys.path.insert(0, HERE)
+    import harness
+    import keras
+
+    import keras_adamw
+
+    modes = {"tensorflow": ["tf.function", "xla"], "jax": ["jit"], "torch": ["eager"]}[backend]
+    bandwidth = harness.stream_bandwidth()
+    rows = []
+    for workload in workloads:
+        n_tensors, n_params = WORKLOADS[workload]
+        for mode in modes:
+            for name in names:
+                ours_name, keras_name = PAIRS[name]
+                variables, grads = make_problem(n_tensors, n_params)
+                optimizers = {
+                    "ours": getattr(keras_adamw, ours_name)(**all_extras(name, n_tensors)),
+                    "keras": getattr(keras.optimizers, keras_name)(**builtin_kwargs(name)),
+                }
+                functions, sync = step_functions(backend, mode, optimizers, variables, grads)
+                result = harness.compare(functions, "keras", rounds=rounds, sync=sync)
+                params = n_tensors * (n_params // n_tensors)
+                row = {"backend": backend, "mode": mode, "workload": workload,
+                       "optimizer": name,
+                       "ours_over_builtin": result["ours"]["ratio"],
+                       "ours_over_floor": harness.floor_ratio(
+                           result["ours"]["median_s"], params, BYTES_PER_PARAM[name],
+                           bandwidth),
+                       "builtin_over_floor": harness.floor_ratio(
+                           result["keras"]["median_s"], params, BYTES_PER_PARAM[name],
+                           bandwidth),
+                       "ours_ms": 1e3 * result["ours"]["median_s"],
+                       "builtin_ms": 1e3 * result["keras"]["median_s"]}
+                rows.append(row)
+                print(format_row(row), flush=True)
+                del variables, grads, optimizers, functions
+    return rows
+
+
+def format_row(row):
+    return (f"{row['backend']:10s} {row['mode']:11s} {row['workload']:7s} "
+            f"{row['optimizer']:7s} ours/builtin {row['ours_over_builtin']:6.3f}  "
+            f"ours/floor {row['ours_over_floor']:6.2f}  builtin/floor "
+            f"{row['builtin_over_floor']:6.2f}  ({row['ours_ms']:.1f} ms vs "
+            f"{row['builtin_ms']:.1f} ms)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--workloads", default="8x10M,8x50M,400x2M")
+    parser.add_argument("--optimizers", default="adamw,nadamw,sgdw")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--out", help="JSON file for the rows")
+    args = parser.parse_args()
+    workloads, names = args.workloads.split(","), args.optimizers.split(",")
+    if args.backend:
+        rows = run_backend(args.backend, workloads, names, args.rounds)
+    else:
+        rows = []
+        for backend in args.backends.split(","):
+            with tempfile.NamedTemporaryFile(suffix=".json") as part:
+                subprocess.check_call([sys.executable, __file__, "--backend", backend,
+                                       "--workloads", args.workloads, "--optimizers",
+                                       args.optimizers, "--rounds", str(args.rounds),
+                                       "--out", part.name])
+                rows += json.load(open(part.name))["rows"]
+    if args.out:
+        sys.path.insert(0, HERE)
+        import harness
+
+        harness.write_json(args.out, {"rows": rows})
+
+
+if __name__ == "__main__":
+    main()
