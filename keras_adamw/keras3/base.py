@@ -97,7 +97,18 @@ class KerasAdamWMixin(config.SettingsAttributes):
         self._advance_schedule(self._step["lr_t"])
 
     def _run_update_steps(self, grads, trainable_variables, learning_rate):
-        """Keras's own loop over `update_step` (distribution-aware on TF)."""
+        """All variables' updates: torch's multi-tensor path, else Keras's loop.
+
+        Keras's loop calls `update_step` per variable (distribution-aware on TF).
+        """
+        if keras.backend.backend() == "torch":
+            from keras_adamw.keras3 import torch_fast
+
+            torch_fast.update(self, grads, trainable_variables, self._step)
+            return
+        self._keras_update_loop(grads, trainable_variables, learning_rate)
+
+    def _keras_update_loop(self, grads, trainable_variables, learning_rate):
         super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def _prepare_step(self, learning_rate):

@@ -60,6 +60,8 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
             `exclude_from_weight_decay` (regexes of paths).
     """
 
+    _kind = "adamw"
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  amsgrad=False, model=None, zero_penalties=True, total_iterations=0,
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
@@ -120,6 +122,8 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
         (others): as `AdamW`, without `amsgrad`.
     """
 
+    _kind = "nadamw"
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
@@ -140,7 +144,7 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
             weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
             eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
 
-    def _run_update_steps(self, grads, trainable_variables, learning_rate):
+    def _keras_update_loop(self, grads, trainable_variables, learning_rate):
         # Skip Keras Nadam's own u_product advance (fixed schedule_decay=1).
         super(keras.optimizers.Nadam, self)._backend_update_step(
             grads, trainable_variables, learning_rate)
@@ -189,6 +193,8 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
         nesterov: use Nesterov momentum.
         (others): as `AdamW`, without the Adam arguments.
     """
+
+    _kind = "sgdw"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, model=None,
                  zero_penalties=True, total_iterations=0, total_iterations_wd=None,
