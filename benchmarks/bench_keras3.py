@@ -151,7 +151,8 @@ def main():
                                        "--workloads", args.workloads, "--optimizers",
                                        args.optimizers, "--rounds", str(args.rounds),
                                        "--out", part.name])
-                rows += json.load(open(part.name))["rows"]
+                with open(part.name) as f:
+                    rows += json.load(f)["rows"]
     if args.out:
         sys.path.insert(0, HERE)
         import harness

@@ -55,17 +55,44 @@ def match_multiplier(path, lr_multipliers):
     return lr_multipliers[key], key
 
 
+def _unique(key, candidates):
+    if len(candidates) > 1:
+        raise ValueError(
+            f"Argument `weight_decays` key {key!r} names one variable but matches "
+            f"{len(candidates)}: {candidates}. Use the full variable path.")
+    return candidates[0] if candidates else None
+
+
 def match_decay_key(key, paths):
-    """The one path a `weight_decays` key names: equal, else a unique `/` suffix."""
+    """The one path a `weight_decays` key names.
+
+    In order: the path itself; a unique path ending in `/key`; for keras-adamw 1.x
+    keys `layer/weight`, a unique path `layer/.../weight` (Keras 3 puts RNN weights
+    under their cell: `lstm_1/kernel:0` is `lstm_1/lstm_cell/kernel`).
+    """
     name = normalize_name(key)
     if name in paths:
         return name
-    suffixed = [p for p in paths if p.endswith("/" + name)]
-    if len(suffixed) > 1:
-        raise ValueError(
-            f"Argument `weight_decays` key {key!r} names one variable but matches "
-            f"{len(suffixed)}: {suffixed}. Use the full variable path.")
-    return suffixed[0] if suffixed else None
+    found = _unique(key, [p for p in paths if p.endswith("/" + name)])
+    if found or "/" not in name:
+        return found
+    head, _, tail = name.rpartition("/")
+    return _unique(key, [p for p in paths
+                         if p.startswith(head + "/") and p.endswith("/" + tail)])
+
+
+def merge_decays(model_decays, explicit):
+    """Decays read from `model=`, overridden by explicit `weight_decays` entries.
+
+    Keys are compared without the keras-adamw 1.x `:0` suffix; a warning lists the
+    variables whose decay from the model was overridden.
+    """
+    explicit = {normalize_name(k): v for k, v in (explicit or {}).items()}
+    overridden = sorted(set(model_decays) & set(explicit))
+    if overridden:
+        warnings.warn(f"`weight_decays` overrides the decays read from `model` for "
+                      f"{overridden}.", UserWarning, stacklevel=5)
+    return {**model_decays, **explicit}
 
 
 def is_excluded(path, patterns):

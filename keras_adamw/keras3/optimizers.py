@@ -73,7 +73,7 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
                          beta_1=config.check_beta("beta_1", beta_1),
                          beta_2=config.check_beta("beta_2", beta_2),
                          epsilon=check_epsilon(epsilon),
-                         amsgrad=bool(amsgrad), name=name, **kwargs)
+                         amsgrad=config.check_bool("amsgrad", amsgrad), name=name, **kwargs)
         self._init_keras_adamw(
             model, zero_penalties, extras, total_iterations=total_iterations,
             total_iterations_wd=total_iterations_wd,

@@ -7,6 +7,8 @@ import warnings
 
 import keras
 
+from keras_adamw.core.matching import merge_decays
+
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
 REGULARIZED_WEIGHTS = {
     "kernel_regularizer": "kernel",
@@ -95,11 +97,4 @@ def get_weight_decays(model, zero_penalties=False):
 
 def decays_from_model(model, zero_penalties, explicit):
     """Decays from `model=`; explicit `weight_decays` entries take precedence."""
-    decays = get_weight_decays(model, zero_penalties)
-    explicit = dict(explicit or {})
-    overridden = sorted(set(decays) & set(explicit))
-    if overridden:
-        warnings.warn(f"`weight_decays` overrides the decays read from `model` for "
-                      f"{overridden}.", UserWarning, stacklevel=4)
-    decays.update(explicit)
-    return decays
+    return merge_decays(get_weight_decays(model, zero_penalties), explicit)

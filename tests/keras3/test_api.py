@@ -215,3 +215,30 @@ def test_package_exports_and_version():
     assert keras_adamw.__version__ == "2.0.0"
     assert keras_adamw.FLAVOUR == "keras3"
     assert keras_adamw.AdamW is keras_adamw.keras3.AdamW
+
+
+def test_legacy_rnn_keys_match_the_cell_weights():
+    """keras-adamw 1.x `lstm_1/kernel:0` names Keras 3's `lstm_1/lstm_cell/kernel`."""
+    inputs = keras.Input((3, 2))
+    outputs = keras.layers.LSTM(2, name="lstm_1")(inputs)
+    model = keras.Model(inputs, outputs)
+    optimizer = keras_adamw.AdamW(weight_decays={"lstm_1/kernel:0": (0, 1e-3)},
+                                  lr_multipliers={"lstm_1": 0.5}, total_iterations=4,
+                                  init_verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimizer.build(model.trainable_variables)
+    rules = dict(zip([v.path for v in model.trainable_variables], optimizer._rules))
+    assert rules["lstm_1/lstm_cell/kernel"].l2 == pytest.approx(1e-3 / 2)
+    assert rules["lstm_1/lstm_cell/recurrent_kernel"].l2 == 0
+    assert all(rule.multiplier == 0.5 for rule in rules.values())
+
+
+def test_explicit_legacy_key_overrides_the_model_decay_with_a_warning():
+    model = small_model()
+    model.get_layer("dense_1").kernel.regularizer = L2(0.1)
+    model.get_layer("dense_1").kernel_regularizer = model.get_layer("dense_1").kernel.regularizer
+    with pytest.warns(UserWarning, match="overrides the decays read from `model`"):
+        optimizer = keras_adamw.AdamW(model=model, weight_decays={"dense_1/kernel:0": (0, 1e-4)},
+                                      total_iterations=10, init_verbose=False)
+    assert optimizer.weight_decays == {"dense_1/kernel": (0, 1e-4)}
