@@ -74,6 +74,17 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
     return float(value)
 
 
+def shortest_decimal(value):
+    """The shortest decimal of a float32 value: regularizers store 1e-4 as 9.99e-05.
+
+    Regularizer strengths come back from Keras as float32; the decimal the user
+    wrote is the shortest one that rounds to the same float32.
+    """
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
 def check_count(name, value):
     """Returns `value` as int after checking it is a non-negative integer."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -111,21 +111,15 @@ def decay_coefficients(rule, eta, scaled_lr):
     return c_sign, c_linear
 
 
-def decoupled_decay(theta, eta, rule, scaled_lr, xp):
-    """Decay subtracted from `theta` in the same update (from theta before it).
+def decay_term(theta, c_sign, c_linear, xp):
+    """`c_sign sign(theta) + c_linear theta` (see `decay_coefficients`); None if no decay.
 
     Args:
         theta: the variable's value before the update.
-        eta: the annealing multiplier `eta_t`.
-        rule: the variable's `core.matching.VariableRule`.
-        scaled_lr: `lr_v`, the learning rate times the variable's multiplier.
+        c_sign: coefficient of `sign(theta)`, or None.
+        c_linear: coefficient of `theta`, or None.
         xp: namespace providing `sign`.
-
-    Returns:
-        `c_sign sign(theta) + c_linear theta` (see `decay_coefficients`), or
-        `None` when the variable has no decay.
     """
-    c_sign, c_linear = decay_coefficients(rule, eta, scaled_lr)
     if c_sign is None:
         return None if c_linear is None else c_linear * theta
     term = c_sign * xp.sign(theta)

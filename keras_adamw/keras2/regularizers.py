@@ -9,6 +9,7 @@ import numpy as np
 import tf_keras
 
 from keras_adamw.core import matching
+from keras_adamw.core.config import shortest_decimal
 from keras_adamw.core.matching import merge_decays
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
@@ -43,7 +44,8 @@ def l1_l2_of(regularizer):
     if not isinstance(regularizer, (tf_keras.regularizers.L1, tf_keras.regularizers.L2,
                                     tf_keras.regularizers.L1L2)):
         return None
-    return float(getattr(regularizer, "l1", 0.0)), float(getattr(regularizer, "l2", 0.0))
+    return (shortest_decimal(getattr(regularizer, "l1", 0.0)),
+            shortest_decimal(getattr(regularizer, "l2", 0.0)))
 
 
 def zero(regularizer):

@@ -89,10 +89,11 @@ class KerasAdamWMixin(config.SettingsAttributes):
             self._settings, [variable_path(v) for v in var_list or ()], var_names)
 
     def _apply_weight_decay(self, variables):
-        """Decay is part of our update (`core.rules.decoupled_decay`), not Keras's."""
+        """Decay is part of our update (`core.rules.decay_term`), not Keras's."""
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         self._step = self._prepare_step(learning_rate)
+        self._rule_scalars_cache = {}
         self._run_update_steps(grads, trainable_variables, learning_rate)
         self._advance_schedule(self._step["lr_t"])
 
@@ -134,20 +135,28 @@ class KerasAdamWMixin(config.SettingsAttributes):
         self.assign(self.lr_t, lr_t)
 
     def _variable_context(self, gradient, variable):
-        """Dense gradient, the variable's rule and its step scalars in its dtype."""
-        dtype = variable.dtype
+        """Dense gradient and the variable's scalars for this step, in its dtype."""
         rule = self._rules[self._get_variable_index(variable)]
-        scalars = self._step
-        if dtype != "float32":  # step scalars are float32
-            scalars = {k: ops.cast(v, dtype) for k, v in scalars.items()}
-        return dense_gradient(gradient, dtype), rule, scalars
+        return dense_gradient(gradient, variable.dtype), self._rule_scalars(rule, variable.dtype)
 
-    def _decayed(self, variable, value, delta, rule, scalars):
+    def _rule_scalars(self, rule, dtype):
+        """Step scalars plus `step_size = eta lr_v [bias correction]` and the decay
+        coefficients of `rule`: computed once per step per (rule, dtype)."""
+        key = (rule, str(dtype))
+        if key not in self._rule_scalars_cache:
+            step = self._step
+            c_sign, c_linear = rules.decay_coefficients(rule, step["eta"],
+                                                        step["lr"] * rule.multiplier)
+            scalars = {**step, "step_size": step["eta"] * step[self._step_base] *
+                       rule.multiplier, "c_sign": c_sign, "c_linear": c_linear}
+            self._rule_scalars_cache[key] = {
+                k: None if v is None else ops.cast(v, dtype) for k, v in scalars.items()}
+        return self._rule_scalars_cache[key]
+
+    def _assign_decayed(self, variable, theta, delta, scalars):
         """`theta + delta - decay(theta)`, the decay taken from theta before the update."""
-        decay = rules.decoupled_decay(value, scalars["eta"], rule,
-                                      scalars["lr"] * rule.multiplier, ops)
-        new_value = value + delta if decay is None else value + delta - decay
-        self.assign(variable, new_value)
+        decay = rules.decay_term(theta, scalars["c_sign"], scalars["c_linear"], ops)
+        self.assign(variable, theta + delta if decay is None else theta + delta - decay)
 
     def get_config(self):
         return {**super().get_config(), **config.settings_config(self._settings),

@@ -5,10 +5,15 @@ gradient accumulation and learning-rate schedules keep working. The numbers
 come from `keras_adamw.core`; see DESIGN.md section 4.
 """
 import keras
+import numpy as np
 from keras import ops
 
 from keras_adamw.core import config, rules
 from keras_adamw.keras3.base import KERAS_KWARGS, KerasAdamWMixin, check_epsilon
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    from keras_adamw.keras3 import tf_fast
 
 register = keras.saving.register_keras_serializable(package="keras_adamw")
 
@@ -61,6 +66,7 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
     """
 
     _kind = "adamw"
+    _step_base = "alpha"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  amsgrad=False, model=None, zero_penalties=True, total_iterations=0,
@@ -82,25 +88,33 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
             eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
 
     def _step_coefficients(self, lr, t):
-        alpha = lr * rules.adam_bias_correction(self.beta_1, self.beta_2, t, ops)
+        beta_1, beta_2 = self.beta_1, self.beta_2
+        if BACKEND == "tensorflow":
+            # TF's fused kernels take float32 betas: the bias correction must too.
+            beta_1, beta_2 = (float(np.float32(b)) for b in (beta_1, beta_2))
+        alpha = lr * rules.adam_bias_correction(beta_1, beta_2, t, ops)
         return {"alpha": alpha, "lr_t_factor": alpha}
 
     def update_step(self, gradient, variable, learning_rate):
-        grad, rule, s = self._variable_context(gradient, variable)
+        grad, s = self._variable_context(gradient, variable)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
+        v_hat = self._velocity_hats[index] if self.amsgrad else None
+        if BACKEND == "tensorflow":
+            tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
+            tf_fast.adam(variable, m, v, v_hat, grad, s["step_size"], self.beta_1,
+                         self.beta_2, self.epsilon)
+            return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
                                           grad, self.beta_1, self.beta_2)
         self.assign(m, m_new)
         self.assign(v, v_new)
-        if self.amsgrad:
-            v_hat = self._velocity_hats[index]
+        if v_hat is not None:
             v_new = ops.maximum(ops.convert_to_tensor(v_hat), v_new)
             self.assign(v_hat, v_new)
         direction = rules.adam_direction(m_new, v_new, self.epsilon, ops)
-        delta = -(s["eta"] * s["alpha"] * rule.multiplier) * direction
-        self._decayed(variable, theta, delta, rule, s)
+        self._assign_decayed(variable, theta, -s["step_size"] * direction, s)
 
 
 @register
@@ -123,6 +137,7 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
     """
 
     _kind = "nadamw"
+    _step_base = "lr"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
@@ -159,7 +174,7 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
         return step
 
     def update_step(self, gradient, variable, learning_rate):
-        grad, rule, s = self._variable_context(gradient, variable)
+        grad, s = self._variable_context(gradient, variable)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         theta = ops.convert_to_tensor(variable)
@@ -168,8 +183,7 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
         self.assign(m, m_new)
         self.assign(v, v_new)
         direction = rules.nadam_direction(m_new, v_new, grad, s, self.epsilon, ops)
-        delta = -(s["eta"] * s["lr"] * rule.multiplier) * direction
-        self._decayed(variable, theta, delta, rule, s)
+        self._assign_decayed(variable, theta, -s["step_size"] * direction, s)
 
     def get_config(self):
         config = super().get_config()
@@ -195,6 +209,7 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
     """
 
     _kind = "sgdw"
+    _step_base = "lr"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, model=None,
                  zero_penalties=True, total_iterations=0, total_iterations_wd=None,
@@ -217,17 +232,19 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
         return {"lr_t_factor": lr}
 
     def update_step(self, gradient, variable, learning_rate):
-        grad, rule, s = self._variable_context(gradient, variable)
-        theta = ops.convert_to_tensor(variable)
-        scaled_lr = s["eta"] * s["lr"] * rule.multiplier
+        grad, s = self._variable_context(gradient, variable)
         velocity = None
         if self.momentum != 0:
             velocity = self.momentums[self._get_variable_index(variable)]
-            velocity_value = ops.convert_to_tensor(velocity)
-        else:
-            velocity_value = None
-        new_velocity, delta = rules.sgd_step(velocity_value, grad, scaled_lr,
-                                             self.momentum, self.nesterov)
+        if BACKEND == "tensorflow":
+            tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
+            tf_fast.momentum(variable, velocity, grad, s["step_size"], self.momentum,
+                             self.nesterov)
+            return
+        theta = ops.convert_to_tensor(variable)
+        new_velocity, delta = rules.sgd_step(
+            None if velocity is None else ops.convert_to_tensor(velocity), grad,
+            s["step_size"], self.momentum, self.nesterov)
         if velocity is not None:
             self.assign(velocity, new_velocity)
-        self._decayed(variable, theta, delta, rule, s)
+        self._assign_decayed(variable, theta, delta, s)

@@ -7,6 +7,7 @@ import warnings
 
 import keras
 
+from keras_adamw.core.config import shortest_decimal
 from keras_adamw.core.matching import merge_decays
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
@@ -42,7 +43,8 @@ def l1_l2_of(regularizer):
     if not isinstance(regularizer, (keras.regularizers.L1, keras.regularizers.L2,
                                     keras.regularizers.L1L2)):
         return None
-    return float(getattr(regularizer, "l1", 0.0)), float(getattr(regularizer, "l2", 0.0))
+    return (shortest_decimal(getattr(regularizer, "l1", 0.0)),
+            shortest_decimal(getattr(regularizer, "l2", 0.0)))
 
 
 def zero(regularizer):

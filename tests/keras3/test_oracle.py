@@ -76,6 +76,11 @@ def build_pair(kind, cls, base_kwargs, extras, paths):
             oracle_kwargs[key] = base_kwargs[key]
     if kind != "sgdw":
         oracle_kwargs["epsilon"] = keras.config.epsilon()
+    if kind == "adamw" and BACKEND == "tensorflow":
+        # TensorFlow's fused Adam kernels compute 1 - beta in float32: beta_2 is
+        # float32(0.999) = 0.99900001 there (as in tf_keras's Adam); 1.3e-5 in v.
+        oracle_kwargs["beta_1"], oracle_kwargs["beta_2"] = map(
+            float, np.float32([kwargs.get("beta_1", 0.9), kwargs.get("beta_2", 0.999)]))
     multipliers = extras.get("multipliers", {})
     oracle_kwargs["multipliers"] = [
         next((m for k, m in multipliers.items() if p.startswith(k + "/")), 1.0) for p in paths]

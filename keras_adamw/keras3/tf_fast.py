@@ -1,0 +1,59 @@
+"""TensorFlow's fused training kernels for the Keras 3 optimizers (TF backend).
+
+One kernel per variable reads and writes each buffer once, where Keras's own
+optimizers run a dozen element-wise ops. The kernels compute exactly DESIGN.md
+section 4: the bias correction is passed through `lr` (beta powers 0 make the
+kernel's own correction 1), and the decay, which the kernels cannot express, is
+one in-place pass *before* the kernel; since the kernels read theta only to
+update it, that equals `theta + delta - decay(theta before)`.
+"""
+import keras
+import tensorflow as tf
+
+
+def _tf_variable(variable):
+    """Keras's loop passes tf.Variables on TF; slots are Keras variables."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _handle(variable):
+    return _tf_variable(variable).handle
+
+
+def apply_decay(variable, c_sign, c_linear):
+    """`theta -= c_sign sign(theta) + c_linear theta`, in place; nothing if no decay."""
+    if c_sign is None and c_linear is None:
+        return
+    theta = tf.convert_to_tensor(_tf_variable(variable))
+    if c_sign is None:
+        alpha, delta = c_linear, theta
+    else:
+        alpha = tf.ones([], theta.dtype)
+        delta = c_sign * tf.sign(theta)
+        if c_linear is not None:
+            delta = delta + c_linear * theta
+    tf.raw_ops.ResourceApplyGradientDescent(var=_handle(variable), alpha=alpha, delta=delta)
+
+
+def adam(variable, m, v, v_hat, grad, step_size, beta_1, beta_2, epsilon):
+    """`m, v` moments and `theta -= step_size m / (sqrt(v or v_hat) + eps)`, fused."""
+    zero = tf.zeros([], grad.dtype)
+    common = {"var": _handle(variable), "m": _handle(m), "v": _handle(v), "beta1_power": zero,
+                  "beta2_power": zero, "lr": step_size, "beta1": tf.cast(beta_1, grad.dtype),
+                  "beta2": tf.cast(beta_2, grad.dtype), "epsilon": tf.cast(epsilon, grad.dtype),
+                  "grad": grad}
+    if v_hat is None:
+        tf.raw_ops.ResourceApplyAdam(**common)
+    else:
+        tf.raw_ops.ResourceApplyAdamWithAmsgrad(vhat=_handle(v_hat), **common)
+
+
+def momentum(variable, velocity, grad, step_size, momentum_, nesterov):
+    """Keras-convention momentum SGD, fused: `vel = mu vel - lr g; theta += vel`."""
+    if velocity is None:
+        tf.raw_ops.ResourceApplyGradientDescent(var=_handle(variable), alpha=step_size,
+                                                delta=grad)
+        return
+    tf.raw_ops.ResourceApplyKerasMomentum(
+        var=_handle(variable), accum=_handle(velocity), lr=step_size, grad=grad,
+        momentum=tf.cast(momentum_, grad.dtype), use_nesterov=nesterov)
