@@ -9,6 +9,7 @@ against the memory-traffic floor (28 bytes per float32 parameter for Adam).
 Usage:
     python benchmarks/bench_keras3.py --out results.json            # all backends
     python benchmarks/bench_keras3.py --backend torch --workloads 400x2M
+    python benchmarks/bench_keras3.py --backend jax --workloads fit
 """
 import argparse
 import json
@@ -123,6 +124,60 @@ def run_backend(backend, workloads, names, rounds):
     return rows
 
 
+def transformer(seed=0, vocab=2000, length=64, width=128, heads=4):
+    """A small Transformer encoder classifier (embedding, attention, MLP, layer norms)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    tokens = keras.Input((length,), dtype="int32")
+    x = layers.Embedding(vocab, width)(tokens)
+    for _ in range(2):
+        attended = layers.MultiHeadAttention(heads, width // heads)(x, x)
+        x = layers.LayerNormalization()(x + attended)
+        hidden = layers.Dense(4 * width, activation="gelu")(x)
+        x = layers.LayerNormalization()(x + layers.Dense(width)(hidden))
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(tokens, outputs)
+
+
+def run_fit(backend, rounds):
+    """Whole `train_on_batch` steps of a small Transformer, ours vs built-in AdamW."""
+    os.environ["KERAS_BACKEND"] = backend
+    sys.path.insert(0, HERE)
+    import harness
+    import keras
+    import numpy as np
+
+    import keras_adamw
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2000, (32, 64)).astype("int32")
+    y = rng.integers(0, 2, (32,))
+    optimizers = {
+        "ours": keras_adamw.AdamW(learning_rate=1e-4, weight_decay=1e-2,
+                                  exclude_from_weight_decay=["bias", "layer_normalization"],
+                                  total_iterations=1000, use_cosine_annealing=True,
+                                  init_verbose=False),
+        "keras": keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-2),
+    }
+    functions = {}
+    for label, optimizer in optimizers.items():
+        model = transformer()
+        model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        functions[label] = lambda model=model: model.train_on_batch(x, y)
+    result = harness.compare(functions, "keras", rounds=rounds)
+    row = {"backend": backend, "mode": "fit", "workload": "transformer", "optimizer": "adamw",
+           "ours_over_builtin": result["ours"]["ratio"],
+           "ours_ms": 1e3 * result["ours"]["median_s"],
+           "builtin_ms": 1e3 * result["keras"]["median_s"]}
+    print(f"{backend:10s} fit         transformer adamw ours/builtin "
+          f"{row['ours_over_builtin']:6.3f}  ({row['ours_ms']:.1f} ms vs "
+          f"{row['builtin_ms']:.1f} ms)", flush=True)
+    return [row]
+
+
 def format_row(row):
     return (f"{row['backend']:10s} {row['mode']:11s} {row['workload']:7s} "
             f"{row['optimizer']:7s} ours/builtin {row['ours_over_builtin']:6.3f}  "
@@ -135,14 +190,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
-    parser.add_argument("--workloads", default="8x10M,8x50M,400x2M")
+    parser.add_argument("--workloads", default="8x10M,8x50M,400x2M,fit",
+                        help="comma-separated: 8x10M, 8x50M, 400x2M, fit (a Transformer "
+                             "train_on_batch step)")
     parser.add_argument("--optimizers", default="adamw,nadamw,sgdw")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--out", help="JSON file for the rows")
     args = parser.parse_args()
     workloads, names = args.workloads.split(","), args.optimizers.split(",")
     if args.backend:
-        rows = run_backend(args.backend, workloads, names, args.rounds)
+        rows = []
+        if workloads != ["fit"]:
+            rows += run_backend(args.backend, [w for w in workloads if w != "fit"], names,
+                                args.rounds)
+        if "fit" in workloads:
+            rows += run_fit(args.backend, args.rounds)
     else:
         rows = []
         for backend in args.backends.split(","):
