@@ -21,10 +21,13 @@ alpha = lr sqrt(1 - b2^t) / (1 - b1^t):
 torch fused SGD, momentum 0:   x -= lr (y + wd x)
 with lr = -b, wd = (a - 1) / b:  x = a x + b y                      (axpby_, SGDW)
 ```
+NadamW is the fused AdamW kernel on the momentum term plus one `_foreach_addcdiv_`
+for the gradient term (`update_nadamw`).
 
 Grouping is done once per list of variables (cached by the variables' ids);
 per step, the scalars reach the host in one transfer and every group costs a
-few kernel launches, independent of its number of tensors.
+few kernel launches, independent of its number of tensors. Small CPU tensors
+run on one thread (`CPU_GRAIN_SIZE`).
 """
 import contextlib
 import dataclasses
