@@ -66,16 +66,17 @@ def step_functions(backend, mode, optimizers, variables, grads):
     if backend == "jax":
         import jax
 
+        shared = {"vars": [v.value for v in variables]}  # both update the same values
+
         def make(opt):
             opt.build(variables)
-            state = {"opt": [v.value for v in opt.variables],
-                     "vars": [v.value for v in variables]}
+            state = {"opt": [v.value for v in opt.variables]}
             apply = jax.jit(lambda o, g, t: opt.stateless_apply(o, g, t),
                             donate_argnums=(0, 2))
 
             def step():
-                state["vars"], state["opt"] = apply(state["opt"], grads, state["vars"])
-                return state["vars"][0]
+                shared["vars"], state["opt"] = apply(state["opt"], grads, shared["vars"])
+                return shared["vars"][0]
             return step
         return ({label: make(opt) for label, opt in optimizers.items()},
                 lambda r: r.block_until_ready())
