@@ -34,6 +34,7 @@ else:
     from keras_adamw.keras3 import SGDW, AdamW, NadamW
 
 from keras_adamw import utils
+from keras_adamw.core.layerwise import layerwise_lr_decay, layerwise_lr_decay_from_model
 from keras_adamw.utils import K_eval, fill_dict_in_order, get_weight_decays
 
 __all__ = [
@@ -45,5 +46,7 @@ __all__ = [
     "__version__",
     "fill_dict_in_order",
     "get_weight_decays",
+    "layerwise_lr_decay",
+    "layerwise_lr_decay_from_model",
     "utils",
 ]

@@ -309,6 +309,7 @@ class ReferenceOptimizer:
         eta_max=1.0,
         t_cur=0,
         learning_rate_fn: Callable | None = None,
+        effective_lr_bounds=None,
     ):
         """Build the oracle.
 
@@ -342,6 +343,13 @@ class ReferenceOptimizer:
             t_cur: Initial cycle position.
             learning_rate_fn: Optional callable ``iterations -> lr`` that
                 replaces ``learning_rate``.
+            effective_lr_bounds: Optional ``(lower, upper)``; each side None,
+                a number, or a callable ``iterations -> bound`` (iterations
+                before the update). The per-element effective learning rate
+                (AdamW ``eta lr_v sqrt(1-b2^t)/(1-b1^t) / (sqrt(v)+eps)``, NadamW
+                ``eta lr_v / (sqrt(v/(1-b2^t))+eps)``, SGDW ``eta lr_v``) is
+                clipped to it before the step (AdaBound-style); the decay terms
+                are not clipped. None (default): no clipping.
 
         Raises:
             ValueError: For an unknown kind or inconsistent settings.
@@ -374,6 +382,7 @@ class ReferenceOptimizer:
         _check_schedule(self.total_iterations, self.use_cosine_annealing, self.autorestart)
         self.decay_scale = self._paper_decay_scale()
 
+        self.effective_lr_bounds = effective_lr_bounds
         self.iterations = 0
         self.t_cur = int(t_cur)
         self.eta_t = self._eta_of(self.t_cur) if self.use_cosine_annealing else 1.0
@@ -508,6 +517,9 @@ class ReferenceOptimizer:
             self.vhat[i] = np.maximum(self.vhat[i], self.v[i])
             denominator = self.vhat[i]
         alpha = step_size * adam_step_factor(t, self.beta_1, self.beta_2)
+        if self.effective_lr_bounds is not None:
+            rate = self._clip(alpha / (np.sqrt(denominator) + self.epsilon))
+            return -rate * self.m[i]
         return -alpha * self.m[i] / (np.sqrt(denominator) + self.epsilon)
 
     def _nadam_increment(self, i, g, step_size, t, u_t, u_next) -> np.ndarray:
@@ -520,16 +532,32 @@ class ReferenceOptimizer:
             1.0 - self.u_product * u_next
         )
         v_hat = self.v[i] / (1.0 - self.beta_2**t)
+        if self.effective_lr_bounds is not None:
+            return -self._clip(step_size / (np.sqrt(v_hat) + self.epsilon)) * m_bar
         return -step_size * m_bar / (np.sqrt(v_hat) + self.epsilon)
 
     def _sgd_increment(self, i, g, step_size) -> np.ndarray:
         """SGDW's change of variable ``i`` (without decay), Keras convention."""
+        if self.effective_lr_bounds is not None:
+            step_size = float(self._clip(step_size))
         if self.momentum == 0.0:
             return -step_size * g
         self.velocity[i] = self.momentum * self.velocity[i] - step_size * g
         if self.nesterov:
             return self.momentum * self.velocity[i] - step_size * g
         return self.velocity[i]
+
+    def _clip(self, rate):
+        """``rate`` clipped to ``effective_lr_bounds`` at the current iterations."""
+        lower, upper = (
+            None if b is None else float(b(self.iterations) if callable(b) else b)
+            for b in self.effective_lr_bounds
+        )
+        if lower is not None:
+            rate = np.maximum(rate, lower)
+        if upper is not None:
+            rate = np.minimum(rate, upper)
+        return rate
 
     def _decay(self, i, theta, eta, lr_v) -> np.ndarray:
         """Decoupled decay of variable ``i``, from its value before the update."""

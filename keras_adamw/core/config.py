@@ -32,6 +32,8 @@ class Settings:
     exclude_from_weight_decay: tuple[str, ...] = ()
     decay: float = 0.0
     init_verbose: bool = True
+    layerwise_lr_decay: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    effective_lr_bounds: tuple | None = None
 
     @property
     def decay_scale(self):
@@ -158,10 +160,45 @@ def check_patterns(name, patterns):
     return tuple(patterns)
 
 
+def check_layerwise_lr_decay(rates, name="layerwise_lr_decay"):
+    """`{pattern: decay_rate}` with rates in [0, 1] (0: unchanged, 1: frozen)."""
+    if rates is None:
+        return {}
+    if not isinstance(rates, Mapping):
+        raise argument_error(name, rates, "a dict {variable path pattern: decay rate}",
+                             error=TypeError)
+    checked = {}
+    for key, value in rates.items():
+        _check_key(name, key)
+        checked[key] = check_number(f"{name}[{key!r}]", value, low=0, high=1)
+    return checked
+
+
+def check_effective_lr_bounds(bounds):
+    """`(lower, upper)`: each None, a number >= 0 or a callable of the iteration."""
+    if bounds is None:
+        return None
+    name = "effective_lr_bounds"
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise argument_error(name, bounds, "a pair (lower, upper) of numbers, callables "
+                             "of the iteration or None", error=TypeError)
+    checked = []
+    for side, bound in zip(("lower", "upper"), bounds):
+        if bound is None or callable(bound):
+            checked.append(bound)
+        else:
+            checked.append(check_number(f"{name}[{side}]", bound, low=0))
+    lower, upper = checked
+    if _is_real(lower) and _is_real(upper) and lower > upper:
+        raise argument_error(name, tuple(bounds), "(lower, upper) with lower <= upper")
+    return None if lower is None and upper is None else tuple(checked)
+
+
 def make_settings(*, total_iterations=0, total_iterations_wd=None,
                   use_cosine_annealing=False, autorestart=None, eta_min=0, eta_max=1,
                   t_cur=0, lr_multipliers=None, weight_decays=None, weight_decay=None,
-                  exclude_from_weight_decay=None, decay=0.0, init_verbose=True):
+                  exclude_from_weight_decay=None, decay=0.0, init_verbose=True,
+                  layerwise_lr_decay=None, effective_lr_bounds=None):
     """Validates the keras-adamw arguments and returns the effective `Settings`.
 
     keras-adamw 1.x switched cosine annealing off when `total_iterations <= 1`
@@ -215,11 +252,20 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
         eta_min=eta_min, eta_max=eta_max, t_cur=int(t_cur), lr_multipliers=lr_multipliers,
         weight_decays=weight_decays, weight_decay=weight_decay,
         exclude_from_weight_decay=exclude, decay=decay,
-        init_verbose=check_bool("init_verbose", init_verbose))
+        init_verbose=check_bool("init_verbose", init_verbose),
+        layerwise_lr_decay=check_layerwise_lr_decay(layerwise_lr_decay),
+        effective_lr_bounds=check_effective_lr_bounds(effective_lr_bounds))
+
+
+def settings_from_extras(extras, **keras_adamw_args):
+    """`make_settings` with the keyword extras that `split_kwargs` separated."""
+    return make_settings(**{k: v for k, v in extras.items() if k != "lr"},
+                         **keras_adamw_args)
 
 
 # keras-adamw arguments accepted as keywords by every optimizer of both flavours.
-EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay")
+EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay",
+                "layerwise_lr_decay", "effective_lr_bounds")
 
 
 def check_learning_rate(learning_rate):
@@ -268,6 +314,39 @@ def with_exclusions(settings, paths=(), patterns=None):
         settings.exclude_from_weight_decay + tuple(added)))
 
 
+def with_layerwise_lr_decay(settings, var_name_dicts=None, var_dict=None, path_of=None):
+    """`settings` with more layer-wise decay rates (`apply_layerwise_lr_decay`).
+
+    Args:
+        settings: the current `Settings`.
+        var_name_dicts: `{pattern: rate}`, patterns searched in variable paths.
+        var_dict: the variables themselves with their rates: a dict, or pairs
+            `[(variable, rate), ...]` (Keras 3 variables are not hashable); a key
+            may also be a `tf.Variable.ref()` or a path. Each becomes an
+            exact-path regex.
+        path_of: the adapter's `variable -> path`.
+
+    Returns:
+        New `Settings`; a pattern given again replaces its earlier rate.
+    """
+    added = dict(check_layerwise_lr_decay(var_name_dicts, "var_name_dicts"))
+    if var_dict is not None:
+        items = var_dict.items() if isinstance(var_dict, Mapping) else var_dict
+        try:
+            pairs = [(key, rate) for key, rate in items]
+        except (TypeError, ValueError):
+            raise argument_error("var_dict", var_dict, "a dict or a list of (variable, "
+                                 "decay rate) pairs", error=TypeError) from None
+        paths = {}
+        for key, rate in pairs:
+            key = key.deref() if hasattr(key, "deref") else key
+            paths[key if isinstance(key, str) else path_of(key)] = rate
+        for path, rate in check_layerwise_lr_decay(paths, "var_dict").items():
+            added[f"^{re.escape(path)}$"] = rate
+    return dataclasses.replace(settings, layerwise_lr_decay={
+        **settings.layerwise_lr_decay, **added})
+
+
 def settings_config(settings):
     """The keras-adamw part of `get_config`, JSON-serialisable."""
     return {
@@ -281,6 +360,9 @@ def settings_config(settings):
         "weight_decay": settings.weight_decay,
         "exclude_from_weight_decay": list(settings.exclude_from_weight_decay),
         "decay": settings.decay, "init_verbose": settings.init_verbose,
+        "layerwise_lr_decay": dict(settings.layerwise_lr_decay),
+        "effective_lr_bounds": None if settings.effective_lr_bounds is None
+        else list(settings.effective_lr_bounds),
     }
 
 
@@ -289,6 +371,8 @@ def decode_config(config):
     config = dict(config)
     if config.get("weight_decays"):
         config["weight_decays"] = {k: tuple(v) for k, v in config["weight_decays"].items()}
+    if config.get("effective_lr_bounds") is not None:
+        config["effective_lr_bounds"] = tuple(config["effective_lr_bounds"])
     return config
 
 
@@ -303,4 +387,6 @@ class SettingsAttributes:
     eta_max = property(lambda self: self._settings.eta_max)
     lr_multipliers = property(lambda self: dict(self._settings.lr_multipliers))
     weight_decays = property(lambda self: dict(self._settings.weight_decays))
+    layerwise_lr_decay = property(lambda self: dict(self._settings.layerwise_lr_decay))
+    effective_lr_bounds = property(lambda self: self._settings.effective_lr_bounds)
     init_verbose = property(lambda self: self._settings.init_verbose)

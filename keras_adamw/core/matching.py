@@ -55,6 +55,16 @@ def match_multiplier(path, lr_multipliers):
     return lr_multipliers[key], key
 
 
+def match_layerwise_factor(path, layerwise_lr_decay):
+    """`1 - decay_rate` of the longest pattern found in `path` (1.0 if none).
+
+    adam-lr-decay's convention: rate 0 leaves the learning rate unchanged, rate
+    1 freezes the variable.
+    """
+    rate, key = match_multiplier(path, layerwise_lr_decay)
+    return (1.0 if key is None else 1.0 - rate), key
+
+
 def _unique(key, candidates):
     if len(candidates) > 1:
         raise ValueError(
@@ -119,6 +129,9 @@ def warn_unmatched(argument, keys, paths):
 def resolve_rules(paths, settings):
     """One `VariableRule` per variable path, and warnings for unmatched keys.
 
+    The multiplier is the product of the `lr_multipliers` value and the
+    layer-wise factor `1 - rate` of `layerwise_lr_decay` (each: longest key wins).
+
     Args:
         paths: variable paths (`"dense_1/kernel"`), in the optimizer's order.
         settings: a `core.config.Settings`.
@@ -127,12 +140,14 @@ def resolve_rules(paths, settings):
         A tuple of `VariableRule`, aligned with `paths`.
     """
     paths = [normalize_name(p) for p in paths]
-    used_multipliers = set()
+    used_multipliers, used_layerwise = set(), set()
     multipliers = []
     for path in paths:
         value, key = match_multiplier(path, settings.lr_multipliers)
-        multipliers.append(value)
+        factor, layerwise_key = match_layerwise_factor(path, settings.layerwise_lr_decay)
+        multipliers.append(value * factor)
         used_multipliers.add(key)
+        used_layerwise.add(layerwise_key)
     decays = {}
     unmatched_decays = []
     for key, pair in settings.weight_decays.items():
@@ -144,6 +159,8 @@ def resolve_rules(paths, settings):
     warn_unmatched("lr_multipliers",
                    [k for k in settings.lr_multipliers if k not in used_multipliers], paths)
     warn_unmatched("weight_decays", unmatched_decays, paths)
+    warn_unmatched("layerwise_lr_decay", [k for k in settings.layerwise_lr_decay
+                                          if k not in used_layerwise], paths)
     scale = settings.decay_scale
     rules = []
     for path, multiplier in zip(paths, multipliers):

@@ -51,9 +51,13 @@ def nadam_direction(m, v, grad, coefficients, epsilon, xp):
     direction = m_bar / (sqrt(v / (1 - b2^t)) + eps)
     ```
     """
-    c = coefficients
-    m_bar = c["grad_weight"] * grad + c["momentum_weight"] * m
-    return m_bar / (xp.sqrt(v * c["v_correction"]) + epsilon)
+    m_bar = nadam_momentum_bar(m, grad, coefficients)
+    return m_bar / (xp.sqrt(v * coefficients["v_correction"]) + epsilon)
+
+
+def nadam_momentum_bar(m, grad, coefficients):
+    """Nadam's Nesterov momentum `m_bar` (see `nadam_direction`)."""
+    return coefficients["grad_weight"] * grad + coefficients["momentum_weight"] * m
 
 
 def nadam_coefficients(u_t, u_next, u_product, beta_2, t, xp):
@@ -124,3 +128,56 @@ def decay_term(theta, c_sign, c_linear, xp):
         return None if c_linear is None else c_linear * theta
     term = c_sign * xp.sign(theta)
     return term if c_linear is None else term + c_linear * theta
+
+
+def adaptive_rate(step_size, v, epsilon, xp, v_correction=None):
+    """Per-element effective learning rate of Adam and Nadam.
+
+    ```
+    AdamW:   rate = eta lr_v sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)
+    NadamW:  rate = eta lr_v / (sqrt(v / (1 - b2^t)) + eps)
+    ```
+    The update is `theta -= rate * m` (AdamW) or `rate * m_bar` (NadamW).
+
+    Args:
+        step_size: `eta lr_v` times the folded bias correction (AdamW), or
+            `eta lr_v` (NadamW).
+        v: second moments (`vhat` with amsgrad).
+        epsilon: added to the root.
+        xp: namespace providing `sqrt`.
+        v_correction: NadamW's `1 / (1 - b2^t)`; None for AdamW.
+    """
+    if v_correction is not None:
+        v = v * v_correction
+    return step_size / (xp.sqrt(v) + epsilon)
+
+
+def bound_values(bounds, iterations):
+    """`(lower, upper)` of `effective_lr_bounds` for the update after `iterations`.
+
+    Args:
+        bounds: `Settings.effective_lr_bounds`: None, or a pair whose sides are
+            None, a number, or a callable of the iteration count.
+        iterations: updates applied before this one (number or tensor).
+
+    Returns:
+        The pair with callables evaluated, or None without bounds.
+    """
+    if bounds is None:
+        return None
+    return tuple(b(iterations) if callable(b) else b for b in bounds)
+
+
+def clip_rate(rate, bounds, xp):
+    """`rate` clipped element-wise to `bounds = (lower, upper)` (AdaBound-style).
+
+    A side that is None is open; `bounds` None returns `rate` unchanged.
+    """
+    if bounds is None:
+        return rate
+    lower, upper = bounds
+    if lower is not None:
+        rate = xp.maximum(rate, lower)
+    if upper is not None:
+        rate = xp.minimum(rate, upper)
+    return rate

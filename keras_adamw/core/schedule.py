@@ -50,3 +50,27 @@ def next_t_cur(t_cur, total_iterations, autorestart, xp):
     if not autorestart:
         return t_cur + 1
     return xp.where(xp.equal(t_cur, total_iterations - 1), t_cur * 0, t_cur + 1)
+
+
+def warmup_lr(step, warmup_steps, initial, peak, after, xp):
+    """Linear warmup into a schedule (BERT / Hugging Face `get_*_with_warmup`).
+
+    ```
+    lr(step) = initial + (peak - initial) step / warmup_steps   for step < warmup_steps
+    lr(step) = schedule(step - warmup_steps)                      after
+    ```
+    with `peak = schedule(0)`: the wrapped schedule starts when the warmup
+    ends, so its decay is shifted by `warmup_steps`.
+
+    Args:
+        step: the iteration count (float tensor or number).
+        warmup_steps: python int, length of the warmup; 0 means none.
+        initial: learning rate at step 0.
+        peak: `schedule(0)`.
+        after: `schedule(max(step - warmup_steps, 0))`.
+        xp: namespace providing `where`.
+    """
+    if not warmup_steps:
+        return after
+    warm = initial + (peak - initial) * (step / warmup_steps)
+    return xp.where(step < warmup_steps, warm, after)

@@ -48,10 +48,8 @@ class KerasAdamWMixin(config.SettingsAttributes):
             weight_decays = regularizers.decays_from_model(
                 model, zero_penalties, explicit=weight_decays)
         self.zero_penalties = zero_penalties
-        self._settings = config.make_settings(
-            weight_decays=weight_decays, weight_decay=extras.get("weight_decay"),
-            exclude_from_weight_decay=extras.get("exclude_from_weight_decay"),
-            decay=extras.get("decay", 0.0), **keras_adamw_args)
+        self._settings = config.settings_from_extras(
+            extras, weight_decays=weight_decays, **keras_adamw_args)
         self.weight_decay = self._settings.weight_decay
         self._rules = ()
         with keras.name_scope(self.name, caller=self):
@@ -70,7 +68,8 @@ class KerasAdamWMixin(config.SettingsAttributes):
         super().build(variables)
         paths = [variable_path(v) for v in variables]
         self._rules = matching.resolve_rules(paths, self._settings)
-        configured = self._settings.lr_multipliers or self._settings.weight_decays
+        configured = (self._settings.lr_multipliers or self._settings.weight_decays
+                      or self._settings.layerwise_lr_decay)
         if self._settings.init_verbose and configured:
             print(f"{self.name}: per-variable settings\n"
                   + matching.format_table(paths, self._rules, self._settings))
@@ -88,6 +87,71 @@ class KerasAdamWMixin(config.SettingsAttributes):
         self._settings = config.with_exclusions(
             self._settings, [variable_path(v) for v in var_list or ()], var_names)
 
+    def apply_layerwise_lr_decay(self, var_name_dicts=None, var_dict=None):
+        """Layer-wise learning-rate decay (ELECTRA; adam-lr-decay's method).
+
+        A matching variable learns at `lr * (1 - decay_rate)` (0: unchanged, 1:
+        frozen), times its `lr_multipliers` value; the longest matching pattern
+        wins. Saved in `get_config` as `layerwise_lr_decay`.
+
+        Args:
+            var_name_dicts: `{pattern: decay_rate}`, regexes searched in variable
+                paths, e.g. `keras_adamw.layerwise_lr_decay(0.9, 8)`.
+            var_dict: the variables themselves with their decay rates, as
+                `[(variable, rate), ...]` (Keras 3 variables are not hashable)
+                or a dict keyed by path.
+        """
+        if self.built:
+            raise ValueError("`apply_layerwise_lr_decay()` must be called before the "
+                             "optimizer is built (before the first step).")
+        self._settings = config.with_layerwise_lr_decay(
+            self._settings, var_name_dicts, var_dict, variable_path)
+
+    def effective_learning_rate(self, variable):
+        """The per-element learning rate the last update applied to `variable`.
+
+        ```
+        AdamW:   eta lr_v sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)   (vhat: amsgrad)
+        NadamW:  eta lr_v / (sqrt(v / (1 - b2^t)) + eps)
+        SGDW:    eta lr_v                                  (broadcast to the shape)
+        ```
+        with `t = iterations` (the last update), `eta lr` of that update (from
+        `lr_t`) and the slots as they are now, clipped to `effective_lr_bounds`
+        when set. Computed on demand from the slots; zeros before the first
+        update.
+
+        Args:
+            variable: a variable this optimizer updates.
+
+        Returns:
+            A tensor of the variable's shape and dtype.
+        """
+        if not self.built:
+            raise ValueError("`effective_learning_rate()` needs a built optimizer: "
+                             "apply at least one update first.")
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        iterations = ops.cast(self.iterations, "float32")
+        step_size = ops.cast(self.lr_t, dtype) * self._rules[index].multiplier
+        rate = self._effective_rate(index, step_size, iterations, variable)
+        bounds = self._cast_bounds(rules.bound_values(
+            self._settings.effective_lr_bounds, iterations - 1.0), dtype)
+        if bounds is not None:
+            rate = ops.where(iterations > 0, rules.clip_rate(rate, bounds, ops), rate)
+        return rate
+
+    @staticmethod
+    def _cast_bounds(bounds, dtype):
+        if bounds is None:
+            return None
+        return tuple(None if b is None else ops.cast(b, dtype) for b in bounds)
+
+    def _scalar_bounds(self, scalars):
+        """`(lower, upper)` of this step in the variable's dtype, or None."""
+        if self._settings.effective_lr_bounds is None:
+            return None
+        return scalars["lr_lower"], scalars["lr_upper"]
+
     def _apply_weight_decay(self, variables):
         """Decay is part of our update (`core.rules.decay_term`), not Keras's."""
 
@@ -102,7 +166,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
         Keras's loop calls `update_step` per variable (distribution-aware on TF).
         """
-        if keras.backend.backend() == "torch":
+        if keras.backend.backend() == "torch" and self._settings.effective_lr_bounds is None:
             from keras_adamw.keras3 import torch_fast
 
             torch_fast.update(self, grads, trainable_variables, self._step)
@@ -122,6 +186,9 @@ class KerasAdamWMixin(config.SettingsAttributes):
         step["lr"] = lr
         step["eta"] = ops.cast(self.eta_t, "float32")
         step["lr_t"] = step["eta"] * step.pop("lr_t_factor")
+        bounds = rules.bound_values(self._settings.effective_lr_bounds, iterations)
+        if bounds is not None:
+            step["lr_lower"], step["lr_upper"] = bounds
         return step
 
     def _advance_schedule(self, lr_t):
@@ -159,12 +226,20 @@ class KerasAdamWMixin(config.SettingsAttributes):
         self.assign(variable, theta + delta if decay is None else theta + delta - decay)
 
     def get_config(self):
-        return {**super().get_config(), **config.settings_config(self._settings),
-                "zero_penalties": self.zero_penalties}
+        settings = config.settings_config(self._settings)
+        if settings["effective_lr_bounds"] is not None:
+            settings["effective_lr_bounds"] = [
+                keras.saving.serialize_keras_object(b) if callable(b) else b
+                for b in settings["effective_lr_bounds"]]
+        return {**super().get_config(), **settings, "zero_penalties": self.zero_penalties}
 
     @classmethod
     def from_config(cls, config_, custom_objects=None):
         config_ = config.decode_config(config_)
+        if config_.get("effective_lr_bounds") is not None:
+            config_["effective_lr_bounds"] = tuple(
+                keras.saving.deserialize_keras_object(b, custom_objects=custom_objects)
+                if isinstance(b, dict) else b for b in config_["effective_lr_bounds"])
         if config_.get("gradient_accumulation_steps") is None:
             config_.pop("gradient_accumulation_steps", None)
         return super().from_config(config_, custom_objects=custom_objects)

@@ -100,7 +100,8 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         v_hat = self._velocity_hats[index] if self.amsgrad else None
-        if BACKEND == "tensorflow":
+        bounds = self._scalar_bounds(s)
+        if BACKEND == "tensorflow" and bounds is None:
             tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
             tf_fast.adam(variable, m, v, v_hat, grad, s["step_size"], self.beta_1,
                          self.beta_2, self.epsilon)
@@ -113,8 +114,16 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
         if v_hat is not None:
             v_new = ops.maximum(ops.convert_to_tensor(v_hat), v_new)
             self.assign(v_hat, v_new)
-        direction = rules.adam_direction(m_new, v_new, self.epsilon, ops)
-        self._assign_decayed(variable, theta, -s["step_size"] * direction, s)
+        if bounds is None:
+            delta = -s["step_size"] * rules.adam_direction(m_new, v_new, self.epsilon, ops)
+        else:
+            rate = rules.adaptive_rate(s["step_size"], v_new, self.epsilon, ops)
+            delta = -rules.clip_rate(rate, bounds, ops) * m_new
+        self._assign_decayed(variable, theta, delta, s)
+
+    def _effective_rate(self, index, step_size, iterations, variable):
+        v = self._velocity_hats[index] if self.amsgrad else self._velocities[index]
+        return rules.adaptive_rate(step_size, ops.convert_to_tensor(v), self.epsilon, ops)
 
 
 @register
@@ -182,8 +191,21 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
                                           grad, self.beta_1, self.beta_2)
         self.assign(m, m_new)
         self.assign(v, v_new)
-        direction = rules.nadam_direction(m_new, v_new, grad, s, self.epsilon, ops)
-        self._assign_decayed(variable, theta, -s["step_size"] * direction, s)
+        bounds = self._scalar_bounds(s)
+        if bounds is None:
+            delta = -s["step_size"] * rules.nadam_direction(m_new, v_new, grad, s,
+                                                            self.epsilon, ops)
+        else:
+            rate = rules.adaptive_rate(s["step_size"], v_new, self.epsilon, ops,
+                                       s["v_correction"])
+            delta = -rules.clip_rate(rate, bounds, ops) * rules.nadam_momentum_bar(
+                m_new, grad, s)
+        self._assign_decayed(variable, theta, delta, s)
+
+    def _effective_rate(self, index, step_size, iterations, variable):
+        v_correction = 1.0 / rules.one_minus_power(self.beta_2, iterations, ops)
+        return rules.adaptive_rate(step_size, ops.convert_to_tensor(self._velocities[index]),
+                                   self.epsilon, ops, ops.cast(v_correction, step_size.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -236,15 +258,19 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
         velocity = None
         if self.momentum != 0:
             velocity = self.momentums[self._get_variable_index(variable)]
+        step_size = rules.clip_rate(s["step_size"], self._scalar_bounds(s), ops)
         if BACKEND == "tensorflow":
             tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
-            tf_fast.momentum(variable, velocity, grad, s["step_size"], self.momentum,
+            tf_fast.momentum(variable, velocity, grad, step_size, self.momentum,
                              self.nesterov)
             return
         theta = ops.convert_to_tensor(variable)
         new_velocity, delta = rules.sgd_step(
             None if velocity is None else ops.convert_to_tensor(velocity), grad,
-            s["step_size"], self.momentum, self.nesterov)
+            step_size, self.momentum, self.nesterov)
         if velocity is not None:
             self.assign(velocity, new_velocity)
         self._assign_decayed(variable, theta, delta, s)
+
+    def _effective_rate(self, index, step_size, iterations, variable):
+        return ops.broadcast_to(step_size, variable.shape)

@@ -1,0 +1,148 @@
+"""Layer-wise LR decay and decay exclusion on paths, against the float64 oracle.
+
+Runs on the backend of this process. Each case applies the same random
+gradients to our optimizer and to `reference.ReferenceOptimizer` configured with
+the per-variable multipliers and decay mask the feature must produce, and
+compares variables and slots.
+"""
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from helpers import BACKEND, numpy_values
+from reference import ReferenceOptimizer
+
+import keras_adamw
+from keras_adamw.utils import K_eval
+
+STEPS = 10
+KINDS = {"adamw": keras_adamw.AdamW, "nadamw": keras_adamw.NadamW,
+         "sgdw": keras_adamw.SGDW}
+
+
+def readme_model():
+    """adam-lr-decay's README model: Dense 'hidden_dense' then Dense 'output'."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)),
+                             keras.layers.Dense(3, activation="relu", name="hidden_dense"),
+                             keras.layers.Dense(2, name="output")])
+
+
+def two_dense_model():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, name="dense_1")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, name="dense_2")(x))
+
+
+def oracle_kwargs(kind, optimizer):
+    kwargs = {"learning_rate": 0.01}
+    if kind != "sgdw":
+        kwargs["epsilon"] = optimizer.epsilon
+    if kind == "adamw" and BACKEND == "tensorflow":
+        # TF's fused Adam kernels take float32 betas (see test_oracle.py).
+        kwargs["beta_1"], kwargs["beta_2"] = map(float, np.float32([0.9, 0.999]))
+    if kind == "sgdw":
+        kwargs["momentum"] = optimizer.momentum
+    return kwargs
+
+
+def run_against_oracle(optimizer, model, kind, **oracle_extra):
+    """STEPS updates in both; asserts variables and slots agree (rtol 1e-5)."""
+    variables = model.trainable_variables
+    params = numpy_values(variables)
+    oracle = ReferenceOptimizer(kind, [p.shape for p in params],
+                                **oracle_kwargs(kind, optimizer), **oracle_extra)
+    rng = np.random.default_rng(0)
+    for _ in range(STEPS):
+        dense = [rng.normal(size=p.shape) for p in params]
+        optimizer.apply([g.astype("float32") for g in dense], variables)
+        params = oracle.step(params, dense)
+    for variable, expected in zip(variables, params):
+        np.testing.assert_allclose(K_eval(variable), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+    if kind != "sgdw":
+        for slot, expected in zip(optimizer._velocities, oracle.v):
+            np.testing.assert_allclose(K_eval(slot), expected, rtol=1e-5, atol=1e-9)
+    return oracle
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_adam_lr_decay_readme_example_matches_oracle(kind):
+    """{'hidden_dense': 0.1, 'output': 0.0}: multipliers 0.9 (kernel, bias) and 1.0."""
+    model = readme_model()
+    kwargs = {"momentum": 0.9} if kind == "sgdw" else {}
+    optimizer = KINDS[kind](learning_rate=0.01, init_verbose=False, **kwargs)
+    optimizer.apply_layerwise_lr_decay(var_name_dicts={"hidden_dense": 0.1, "output": 0.0})
+    optimizer.build(model.trainable_variables)
+    assert [rule.multiplier for rule in optimizer._rules] == pytest.approx([0.9, 0.9, 1, 1])
+    run_against_oracle(optimizer, model, kind, multipliers=[0.9, 0.9, 1.0, 1.0])
+
+
+def test_var_dict_and_lr_multipliers_compose_as_a_product():
+    model = readme_model()
+    kernel = model.get_layer("output").kernel
+    optimizer = keras_adamw.AdamW(learning_rate=0.01, lr_multipliers={"hidden_dense": 2.0},
+                                  init_verbose=False)
+    optimizer.apply_layerwise_lr_decay({"hidden_dense": 0.25}, var_dict=[(kernel, 0.5)])
+    # 2.0 * (1 - 0.25) = 1.5 for hidden_dense; 0.5 for output/kernel only
+    run_against_oracle(optimizer, model, "adamw", multipliers=[1.5, 1.5, 0.5, 1.0])
+
+
+def test_layerwise_decay_constructor_argument_equals_the_method():
+    model = readme_model()
+    optimizer = keras_adamw.SGDW(learning_rate=0.01, layerwise_lr_decay={"hidden": 1.0},
+                                 init_verbose=False)
+    run_against_oracle(optimizer, model, "sgdw", multipliers=[0.0, 0.0, 1.0, 1.0])
+
+
+def test_unmatched_pattern_warns_and_late_call_is_refused():
+    optimizer = keras_adamw.AdamW(init_verbose=False)
+    optimizer.apply_layerwise_lr_decay({"hiden_dense": 0.1})
+    with pytest.warns(UserWarning, match="layerwise_lr_decay.*'hiden_dense'.*hidden_dense"):
+        optimizer.build(readme_model().trainable_variables)
+    with pytest.raises(ValueError, match="before the optimizer is built"):
+        optimizer.apply_layerwise_lr_decay({"output": 0.1})
+
+
+@pytest.mark.parametrize("rates, error", [({"x": 1.5}, ValueError), ({"x": "a"}, TypeError),
+                                          ([0.1], TypeError)])
+def test_bad_decay_rates_name_the_argument(rates, error):
+    with pytest.raises(error, match="var_name_dicts"):
+        keras_adamw.AdamW().apply_layerwise_lr_decay(rates)
+    with pytest.raises(error, match="layerwise_lr_decay"):
+        keras_adamw.AdamW(layerwise_lr_decay=rates)
+
+
+def test_model_layer_order_variant():
+    model = readme_model()
+    rates = keras_adamw.layerwise_lr_decay_from_model(model, 0.5)
+    optimizer = keras_adamw.AdamW(learning_rate=0.01, init_verbose=False)
+    optimizer.apply_layerwise_lr_decay(rates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimizer.build(model.trainable_variables)
+    assert [rule.multiplier for rule in optimizer._rules] == [0.5, 0.5, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgdw"])
+@pytest.mark.parametrize("pattern, mask", [("bias", [True, False, True, False]),
+                                           ("dense_1", [False, False, True, True])])
+def test_exclude_from_weight_decay_on_paths_matches_oracle(pattern, mask, kind):
+    """Exactly the variables whose path matches are excluded, on every backend."""
+    model = two_dense_model()
+    assert [v.path for v in model.trainable_variables] == [
+        "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"]
+    kwargs = {"momentum": 0.9} if kind == "sgdw" else {}
+    optimizer = KINDS[kind](learning_rate=0.01, weight_decay=0.5,
+                            exclude_from_weight_decay=[pattern], init_verbose=False, **kwargs)
+    run_against_oracle(optimizer, model, kind, weight_decay=0.5, decay_mask=mask)
+
+
+def test_exclude_method_with_variables_matches_oracle():
+    model = two_dense_model()
+    optimizer = keras_adamw.AdamW(learning_rate=0.01, weight_decay=0.5, init_verbose=False)
+    optimizer.exclude_from_weight_decay(var_list=[model.get_layer("dense_2").kernel])
+    run_against_oracle(optimizer, model, "adamw", weight_decay=0.5,
+                       decay_mask=[True, True, False, True])
