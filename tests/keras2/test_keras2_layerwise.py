@@ -1,0 +1,54 @@
+"""keras2: decay exclusion on names, layer-wise LR decay, WarmUp and the monitor.
+
+Same checks as tests/keras3/test_layerwise.py, against the float64 oracle.
+"""
+import numpy as np
+import pytest
+import reference
+import tf_keras
+from keras2_helpers import assert_close, f32
+
+from keras_adamw.keras2 import SGDW, AdamW, NadamW
+
+STEPS = 10
+CLASSES = {"adamw": AdamW, "nadamw": NadamW, "sgdw": SGDW}
+
+
+def model_of(first="dense_1", second="dense_2"):
+    tf_keras.utils.set_random_seed(0)
+    return tf_keras.Sequential([
+        tf_keras.layers.Dense(3, name=first, input_shape=(4,)),
+        tf_keras.layers.Dense(2, name=second)])
+
+
+def run_against_oracle(optimizer, model, kind, **oracle_extra):
+    variables = model.trainable_variables
+    params = [v.numpy().astype(np.float64) for v in variables]
+    kwargs = {"learning_rate": 0.01, **oracle_extra}
+    if kind == "sgdw":
+        kwargs["momentum"] = f32(optimizer.momentum)
+    else:
+        kwargs["epsilon"] = optimizer.epsilon
+    oracle = reference.ReferenceOptimizer(kind, [p.shape for p in params], **kwargs)
+    rng = np.random.default_rng(0)
+    for _ in range(STEPS):
+        dense = [rng.normal(size=p.shape) for p in params]
+        optimizer.apply_gradients(zip([g.astype("float32") for g in dense], variables))
+        params = oracle.step(params, dense)
+    for variable, expected in zip(variables, params):
+        assert_close(variable.numpy(), expected, what=variable.name)
+    return oracle
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgdw"])
+@pytest.mark.parametrize("pattern, mask", [("bias", [True, False, True, False]),
+                                           ("dense_1", [False, False, True, True])])
+def test_exclude_from_weight_decay_matches_oracle(pattern, mask, kind):
+    model = model_of()
+    assert [v.name for v in model.trainable_variables] == [
+        "dense_1/kernel:0", "dense_1/bias:0", "dense_2/kernel:0", "dense_2/bias:0"]
+    kwargs = {"momentum": 0.9} if kind == "sgdw" else {}
+    optimizer = CLASSES[kind](learning_rate=0.01, weight_decay=0.5,
+                              exclude_from_weight_decay=[pattern], init_verbose=False,
+                              **kwargs)
+    run_against_oracle(optimizer, model, kind, weight_decay=0.5, decay_mask=mask)
