@@ -44,12 +44,21 @@ class KerasAdamWMixin(config.SettingsAttributes):
     """Decoupled weight decay, warm restarts and lr multipliers for tf_keras.
 
     Placed before `OptimizerV2` in the bases. Subclasses implement
-    `_step_coefficients(lr, t)` (per-step float32 scalars, once per step) and
-    `_apply_rule(grad, var, scalars)` (one variable's update without decay,
-    from those scalars cast to its dtype; `scalars["lr"]` is `eta * lr_v`).
+    `_step_coefficients(lr, t)` (per-step float32 scalars, once per step),
+    `_apply_compiled(grad, var, scalars, decay)` (one variable's update and
+    decay in one `keras2.kernels` call) and `_apply_rule(grad, var, scalars)`
+    (the update without decay, TensorFlow ops), from those scalars cast to the
+    variable's dtype; `scalars["lr"]` is `eta * lr_v`.
     """
 
     _HAS_AGGREGATE_GRAD = True
+    # Whether a fused TensorFlow kernel (`_apply_rule`) expresses the rule.
+    _FUSED_RULE = True
+    # A decayed variable (any variable, for a rule without a fused kernel) of at
+    # least this many elements updates in one XLA-compiled pass; smaller ones,
+    # or all with None, by TensorFlow ops (decay first, as its own pass). A
+    # compiled call costs more per call than a fused op, and less per element.
+    xla_min_size = 0
     # Extra float32 state scalars of a subclass: ((name, initial value), ...).
     _EXTRA_STATE = ()
 
@@ -200,29 +209,46 @@ class KerasAdamWMixin(config.SettingsAttributes):
     # ---- updates ---------------------------------------------------------------
 
     def _resource_apply_dense(self, grad, var, apply_state=None):
-        """Decay from theta before the update, then the rule's (fused) update.
+        """One variable's update, decay from theta before it (DESIGN.md section 4).
 
-        The update of every rule depends on the gradient and the slots only,
-        so applying the decay first is `theta + delta - decay(theta)` exactly.
+        With a decay (or for a rule without a fused TensorFlow kernel), a
+        variable of at least `xla_min_size` elements is updated by one
+        XLA-compiled pass (`keras2.kernels`) that reads theta, the slots and the
+        gradient and writes all of them. Otherwise by the rule's TensorFlow ops
+        (`_apply_rule`: a fused kernel where one exists), after an in-place decay
+        pass if there is a decay.
         """
         scalars = self._scalars(var, apply_state)
+        decay = (scalars["decay_sign"], scalars["decay_linear"])
+        has_decay = decay[0] is not None or decay[1] is not None
+        if (has_decay or not self._FUSED_RULE) and self._compiled(var):
+            return self._apply_compiled(grad, var, scalars, decay)
+        if not has_decay:
+            return self._apply_rule(grad, var, scalars)
         with tf.control_dependencies([grad]):  # TF1 graphs: after the forward pass
-            decay = self._apply_decay(var, scalars)
-        with tf.control_dependencies([] if decay is None else [decay]):
+            decay_op = self._apply_decay(var, decay)
+        with tf.control_dependencies([decay_op]):
             return self._apply_rule(grad, var, scalars)
 
-    def _apply_decay(self, var, scalars):
-        """`theta -= c_sign sign(theta) + c_linear theta` in place; None if no decay."""
-        c_sign, c_linear = scalars["decay_sign"], scalars["decay_linear"]
-        if c_sign is None and c_linear is None:
-            return None
+    def _compiled(self, var):
+        """Whether `var` updates by an XLA-compiled kernel (`xla_min_size`)."""
+        size = var.shape.num_elements()
+        return self.xla_min_size is not None and size is not None \
+            and size >= self.xla_min_size
+
+    def _apply_decay(self, var, decay):
+        """`theta -= c_sign sign(theta) + c_linear theta` in place.
+
+        The fallback of `_resource_apply_dense`: the update of every rule depends
+        on the gradient and the slots only, so applying the decay first is
+        `theta + delta - decay(theta)` exactly.
+        """
+        c_sign, c_linear = decay
         theta = var.read_value()
         if c_sign is None:
             delta, alpha = theta, c_linear
         else:
-            delta = c_sign * tf.sign(theta)
-            if c_linear is not None:
-                delta = delta + c_linear * theta
+            delta = rules.decay_term(theta, c_sign, c_linear, TF_MATH)
             alpha = tf.ones([], var.dtype.base_dtype)
         return tf.raw_ops.ResourceApplyGradientDescent(
             var=var.handle, alpha=alpha, delta=delta, use_locking=self._use_locking)

@@ -1,17 +1,21 @@
 """AdamW, NadamW and SGDW for tf_keras (Keras 2 API, TF_USE_LEGACY_KERAS=1).
 
 Subclasses of tf_keras's legacy `OptimizerV2`, so clipping, gradient
-transformers, loss scaling, `tf.distribute` and `get_updates` keep working. The
-updates are TensorFlow's fused training ops where they express the rule
-(`ResourceApplyAdam`, `ResourceApplyAdamWithAmsgrad`, `ResourceApplyKerasMomentum`,
-`ResourceApplyGradientDescent`), fed with scalars from `keras_adamw.core`; see
-DESIGN.md section 4.
+transformers, loss scaling, `tf.distribute` and `get_updates` keep working. A
+variable without decay is updated by TensorFlow's fused training op where one
+expresses the rule (`ResourceApplyAdam`, `ResourceApplyAdamWithAmsgrad`,
+`ResourceApplyKerasMomentum`, `ResourceApplyGradientDescent`); a decayed variable
+(every NadamW variable) by one XLA-compiled pass that applies rule and decay
+together (`keras2.kernels`), from `xla_min_size` elements (SGDW: 2^17; below,
+the decay is its own in-place pass before the fused op). All are fed with
+per-step scalars from `keras_adamw.core`; see DESIGN.md section 4.
 """
 import tensorflow as tf
 import tf_keras
 from tf_keras.src.optimizers.legacy import optimizer_v2
 
 from keras_adamw.core import config, rules
+from keras_adamw.keras2 import kernels
 from keras_adamw.keras2.base import (
     KERAS_KWARGS,
     TF_MATH,
@@ -74,6 +78,12 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
             `global_clipnorm`, `gradient_aggregator`, `gradient_transformers`),
             and `lr`, `decay` (legacy inverse-time decay), `weight_decay` (Keras
             convention lambda), `exclude_from_weight_decay` (regexes of names).
+
+    Attributes:
+        xla_min_size: a decayed variable with at least this many elements is
+            updated (rule and decay) in one XLA-compiled pass, compiled once per
+            shape on first use; smaller ones, or all if `None`, by
+            `ResourceApplyAdam` after an in-place decay pass. Default 0.
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
@@ -104,9 +114,17 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
 
     def _step_coefficients(self, lr, t):
         step = _adam_scalars(self, t)
-        bias_correction = rules.adam_bias_correction(self.beta_1, self.beta_2, t, TF_MATH)
-        step["lr_t_factor"] = lr * bias_correction
+        step["bias_correction"] = rules.adam_bias_correction(self.beta_1, self.beta_2, t,
+                                                             TF_MATH)
+        step["lr_t_factor"] = lr * step["bias_correction"]
         return step
+
+    def _apply_compiled(self, grad, var, scalars, decay):
+        vhat = self.get_slot(var, "vhat").handle if self.amsgrad else None
+        return kernels.adamw(var.handle, self.get_slot(var, "m").handle,
+                             self.get_slot(var, "v").handle, vhat, grad, scalars["lr"],
+                             scalars["bias_correction"], decay, self.beta_1, self.beta_2,
+                             self.epsilon)
 
     def _apply_rule(self, grad, var, scalars):
         """`ResourceApplyAdam[WithAmsgrad]` with `lr = eta lr_v` (it folds the
@@ -147,9 +165,14 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
     Args:
         schedule_decay: exponent scale of the momentum schedule, >= 0.
         (others): as `AdamW`, without `amsgrad`.
+
+    Attributes:
+        xla_min_size: as `AdamW`, for every variable (there is no fused Nadam
+            kernel; below it, composite TensorFlow ops). Default 0.
     """
 
     _EXTRA_STATE = (("momentum_cache", 1.0),)
+    _FUSED_RULE = False
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
@@ -189,7 +212,15 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         step["lr_t_factor"] = lr
         return step
 
+    def _apply_compiled(self, grad, var, scalars, decay):
+        coefficients = {k: scalars[k] for k in ("grad_weight", "momentum_weight",
+                                                "v_correction")}
+        return kernels.nadamw(var.handle, self.get_slot(var, "m").handle,
+                              self.get_slot(var, "v").handle, grad, scalars["lr"],
+                              coefficients, decay, self.beta_1, self.beta_2, self.epsilon)
+
     def _apply_rule(self, grad, var, scalars):
+        """Composite TensorFlow ops (below `xla_min_size`)."""
         s = scalars
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
         m_new, v_new = rules.adam_moments(m.read_value(), v.read_value(), grad,
@@ -222,7 +253,16 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         momentum: float in [0, 1] (integers accepted).
         nesterov: use Nesterov momentum.
         (others): as `AdamW`, without the Adam arguments.
+
+    Attributes:
+        xla_min_size: as `AdamW` (below it, `ResourceApplyKerasMomentum` after
+            an in-place decay pass). Default 2^17.
     """
+
+    # Momentum SGD's fused kernel costs what the compiled pass costs per element,
+    # so the compiled pass pays off only where it saves the decay pass on a large
+    # variable; below this size its fixed cost per call dominates.
+    xla_min_size = 2 ** 17
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, model=None,
                  zero_penalties=True, total_iterations=0, total_iterations_wd=None,
@@ -253,6 +293,12 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
     def _step_coefficients(self, lr, t):
         return {"lr_t_factor": lr,
                 "momentum": tf.identity(self._get_hyper("momentum", tf.float32))}
+
+    def _apply_compiled(self, grad, var, scalars, decay):
+        if not self._momentum:
+            return kernels.sgdw(var.handle, None, grad, scalars["lr"], None, decay, False)
+        return kernels.sgdw(var.handle, self.get_slot(var, "momentum").handle, grad,
+                            scalars["lr"], scalars["momentum"], decay, self.nesterov)
 
     def _apply_rule(self, grad, var, scalars):
         """`ResourceApplyKerasMomentum` (or plain descent) with `lr = eta lr_v`."""

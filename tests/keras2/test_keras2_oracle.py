@@ -2,7 +2,8 @@
 
 One case table; each case runs 50 updates (dense, or with an `IndexedSlices`
 gradient with repeated rows) and compares variables, slots and
-`iterations`/`t_cur`/`eta_t`/`lr_t` to `reference.ReferenceOptimizer`.
+`iterations`/`t_cur`/`eta_t`/`lr_t` to `reference.ReferenceOptimizer`, once with
+the XLA-compiled kernels (`xla_min_size=0`) and once with TensorFlow ops only.
 """
 import dataclasses
 
@@ -127,11 +128,16 @@ def compare(optimizer, variables, oracle, params, what):
         assert_close(get(optimizer._state_variables()["momentum_cache"]), oracle.u_product)
 
 
+XLA_MIN_SIZE = {"xla": 0, "tf-ops": None}  # the two update paths
+
+
+@pytest.mark.parametrize("update", XLA_MIN_SIZE)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_matches_oracle(case):
+def test_matches_oracle(case, update):
     learning_rate = 0.05 if case.kind == "sgdw" else 0.01
     optimizer = CLASSES[case.kind](learning_rate=learning_rate, init_verbose=False,
                                    **case.options)
+    optimizer.xla_min_size = XLA_MIN_SIZE[update]
     variables = make_variables()
     oracle = oracle_for(case, learning_rate)
     params = [v.numpy().astype(np.float64) for v in variables]

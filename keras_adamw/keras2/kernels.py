@@ -1,0 +1,156 @@
+"""XLA-compiled per-variable updates: the rule and the decoupled decay in one pass.
+
+TensorFlow's fused training kernels (`ResourceApplyAdam`, ...) cannot apply a
+decoupled decay, and a separate in-place decay pass reads and writes theta once
+more (and copies it: the pass's `delta` aliases the variable). Each function here
+is one `tf.function(jit_compile=True)` that reads theta, the slots and the
+gradient and writes theta and the slots; XLA fuses it into element-wise loops.
+
+The functions are called from `_resource_apply_dense` with the resource handles
+of the variable and its slots (a replica's component variables under
+`tf.distribute`) and per-step scalars already cast to the variable's dtype, so
+they work eagerly, inside `tf.function`, inlined into a `jit_compile=True` train
+step, in TF1 graphs and per replica. Handles, not variables: with variable
+arguments, a trace captured slot variables created during the caller's first
+trace (Keras creates slots there) instead of taking them as inputs, and a later
+optimizer's call reused that trace on the deleted variables. Traced about once
+per dtype and static options (`reduce_retracing`), compiled once per shape. The
+formulas are `keras_adamw.core.rules` (DESIGN.md section 4).
+"""
+import tensorflow as tf
+
+from keras_adamw.core import rules
+
+TF_MATH = tf.math  # `sign` and `sqrt`, the namespace `core.rules` calls `xp`
+
+
+def _compiled(function):
+    """One XLA computation; Python `None`/`bool`/`float` arguments are static."""
+    return tf.function(function, jit_compile=True, reduce_retracing=True, autograph=False)
+
+
+def _read(handle, dtype):
+    return tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype)
+
+
+def _assign(handle, value):
+    tf.raw_ops.AssignVariableOp(resource=handle, value=value)
+
+
+def _decayed(theta, decay):
+    """`theta - (c_sign sign(theta) + c_linear theta)`; `decay = (c_sign, c_linear)`."""
+    term = rules.decay_term(theta, decay[0], decay[1], TF_MATH)
+    return theta if term is None else theta - term
+
+
+class _RuntimeMomentum:
+    """A momentum tensor for `core.rules.sgd_step`, whose `momentum == 0` test
+    picks plain descent for a Python 0; a kernel with a velocity never is."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return False
+
+    __hash__ = None
+
+    def __mul__(self, other):
+        return self.value * other
+
+    __rmul__ = __mul__
+
+
+@_compiled
+def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, epsilon):
+    """AdamW on one variable (amsgrad when `vhat` is a handle).
+
+    ```
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2   (amsgrad: vhat = max(vhat, v))
+    theta = theta - decay(theta) - lr bias_correction m / (sqrt(v or vhat) + eps)
+    ```
+
+    Args:
+        var, m, v: resource handles of the variable and its slots (`vhat`
+            too, or None).
+        grad: the dense gradient.
+        lr: `eta lr_v`, a scalar of the variable's dtype.
+        bias_correction: `sqrt(1 - b2^t) / (1 - b1^t)`.
+        decay: `(c_sign, c_linear)` of `core.rules.decay_term`; each may be None.
+        beta_1, beta_2, epsilon: Python floats (static).
+
+    Returns:
+        A scalar to depend on.
+    """
+    dtype = grad.dtype
+    theta = _read(var, dtype)
+    m_new, v_new = rules.adam_moments(_read(m, dtype), _read(v, dtype), grad,
+                                      tf.constant(beta_1, dtype), tf.constant(beta_2, dtype))
+    v_used = v_new
+    if vhat is not None:
+        v_used = tf.maximum(_read(vhat, dtype), v_new)
+        _assign(vhat, v_used)
+    direction = rules.adam_direction(m_new, v_used, tf.constant(epsilon, dtype), TF_MATH)
+    _assign(var, _decayed(theta, decay) - (lr * bias_correction) * direction)
+    _assign(m, m_new)
+    _assign(v, v_new)
+    return tf.constant(True)
+
+
+@_compiled
+def nadamw(var, m, v, grad, lr, coefficients, decay, beta_1, beta_2, epsilon):
+    """NadamW on one variable (Dozat's Nadam, tf_keras legacy schedule).
+
+    ```
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    theta = theta - decay(theta) - lr nadam_direction(m, v, g)
+    ```
+
+    Args:
+        coefficients: the per-step scalars of `core.rules.nadam_direction`.
+        (others): as `adamw`.
+
+    Returns:
+        A scalar to depend on.
+    """
+    dtype = grad.dtype
+    theta = _read(var, dtype)
+    m_new, v_new = rules.adam_moments(_read(m, dtype), _read(v, dtype), grad,
+                                      tf.constant(beta_1, dtype), tf.constant(beta_2, dtype))
+    direction = rules.nadam_direction(m_new, v_new, grad, coefficients,
+                                      tf.constant(epsilon, dtype), TF_MATH)
+    _assign(var, _decayed(theta, decay) - lr * direction)
+    _assign(m, m_new)
+    _assign(v, v_new)
+    return tf.constant(True)
+
+
+@_compiled
+def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
+    """SGDW on one variable, Keras momentum convention.
+
+    ```
+    velocity = mu velocity - lr g
+    theta = theta - decay(theta) + velocity    (nesterov: + mu velocity - lr g)
+    ```
+    Without a velocity (`momentum=0`): `theta = theta - decay(theta) - lr g`.
+
+    Args:
+        var: the variable's resource handle.
+        velocity: the momentum slot's handle, or None.
+        momentum: `mu`, a scalar tensor (a hyperparameter that may change).
+        nesterov: Python bool (static).
+        (others): as `adamw`.
+
+    Returns:
+        A scalar to depend on.
+    """
+    theta = _read(var, grad.dtype)
+    if velocity is None:
+        _, delta = rules.sgd_step(None, grad, lr, 0, False)
+    else:
+        velocity_new, delta = rules.sgd_step(_read(velocity, grad.dtype), grad, lr,
+                                             _RuntimeMomentum(momentum), nesterov)
+        _assign(velocity, velocity_new)
+    _assign(var, _decayed(theta, decay) + delta)
+    return tf.constant(True)
