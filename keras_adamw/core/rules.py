@@ -77,11 +77,18 @@ def sgd_step(velocity, grad, scaled_lr, momentum, nesterov):
     delta = velocity                  (or mu velocity - lr g with nesterov)
     ```
 
+    Args:
+        velocity: the velocity slot's value, or `None` without momentum.
+        grad: the gradient.
+        scaled_lr: `eta lr_v`.
+        momentum: `mu` (number or tensor; unused without a velocity).
+        nesterov: python bool.
+
     Returns:
-        `(new_velocity, delta)`; `theta += delta`. With `momentum == 0` the
+        `(new_velocity, delta)`; `theta += delta`. Without a velocity the new
         velocity is `None` and `delta = -lr g`.
     """
-    if momentum == 0:
+    if velocity is None:
         return None, -scaled_lr * grad
     velocity = momentum * velocity - scaled_lr * grad
     if nesterov:

@@ -70,10 +70,14 @@ class KerasAdamWMixin(config.SettingsAttributes):
             weight_decays = regularizers.decays_from_model(
                 model, zero_penalties, explicit=weight_decays)
         self.zero_penalties = zero_penalties
-        self._settings = config.make_settings(
-            weight_decays=weight_decays, weight_decay=extras.get("weight_decay"),
-            exclude_from_weight_decay=extras.get("exclude_from_weight_decay"),
-            decay=extras.get("decay", 0.0), **keras_adamw_args)
+        if extras.get("effective_lr_bounds") is not None:
+            raise config.argument_error(
+                "effective_lr_bounds", extras["effective_lr_bounds"],
+                "None in the keras2 (tf_keras) flavour", error=NotImplementedError,
+                fix="Effective-learning-rate bounds exist in the Keras 3 flavour "
+                    "(`keras_adamw.keras3`) so far")
+        self._settings = config.settings_from_extras(
+            extras, weight_decays=weight_decays, **keras_adamw_args)
         self.weight_decay = self._settings.weight_decay
         self._rules = {}  # optimizer_v2._var_key(variable) -> VariableRule
         self._rule_paths = {}  # same keys -> variable path, in creation order
@@ -127,6 +131,24 @@ class KerasAdamWMixin(config.SettingsAttributes):
         if self._settings.init_verbose and configured:
             print(f"{self._name}: per-variable settings\n"
                   + matching.format_table(paths, resolved, self._settings))
+
+    def apply_layerwise_lr_decay(self, var_name_dicts=None, var_dict=None):
+        """Layer-wise learning-rate decay (ELECTRA; adam-lr-decay's method).
+
+        A matching variable learns at `lr * (1 - decay_rate)` (0: unchanged, 1:
+        frozen), times its `lr_multipliers` value; the longest matching pattern
+        wins. Saved in `get_config` as `layerwise_lr_decay`.
+
+        Args:
+            var_name_dicts: `{pattern: decay_rate}`, regexes searched in variable
+                names, e.g. `keras_adamw.layerwise_lr_decay(0.9, 8)`.
+            var_dict: `{variable: decay_rate}` (or `[(variable, rate), ...]`).
+        """
+        if self._rules:
+            raise ValueError("`apply_layerwise_lr_decay()` must be called before the "
+                             "optimizer is built (before the first step).")
+        self._settings = config.with_layerwise_lr_decay(
+            self._settings, var_name_dicts, var_dict, variable_path)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Excludes variables from `weight_decay` (matched on variable names).

@@ -43,24 +43,6 @@ def _decayed(theta, decay):
     return theta if term is None else theta - term
 
 
-class _RuntimeMomentum:
-    """A momentum tensor for `core.rules.sgd_step`, whose `momentum == 0` test
-    picks plain descent for a Python 0; a kernel with a velocity never is."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def __eq__(self, other):
-        return False
-
-    __hash__ = None
-
-    def __mul__(self, other):
-        return self.value * other
-
-    __rmul__ = __mul__
-
-
 @_compiled
 def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, epsilon):
     """AdamW on one variable (amsgrad when `vhat` is a handle).
@@ -150,7 +132,7 @@ def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
         _, delta = rules.sgd_step(None, grad, lr, 0, False)
     else:
         velocity_new, delta = rules.sgd_step(_read(velocity, grad.dtype), grad, lr,
-                                             _RuntimeMomentum(momentum), nesterov)
+                                             momentum, nesterov)
         _assign(velocity, velocity_new)
     _assign(var, _decayed(theta, decay) + delta)
     return tf.constant(True)

@@ -52,3 +52,27 @@ def test_exclude_from_weight_decay_matches_oracle(pattern, mask, kind):
                               exclude_from_weight_decay=[pattern], init_verbose=False,
                               **kwargs)
     run_against_oracle(optimizer, model, kind, weight_decay=0.5, decay_mask=mask)
+
+
+@pytest.mark.parametrize("kind", sorted(CLASSES))
+def test_layerwise_lr_decay_matches_oracle(kind):
+    """adam-lr-decay's README example: 'hidden_dense' decay 0.1, 'output' 0.0."""
+    model = model_of("hidden_dense", "output")
+    kwargs = {"momentum": 0.9} if kind == "sgdw" else {}
+    optimizer = CLASSES[kind](learning_rate=0.01, init_verbose=False, **kwargs)
+    optimizer.apply_layerwise_lr_decay(var_name_dicts={"hidden_dense": 0.1, "output": 0.0})
+    run_against_oracle(optimizer, model, kind, multipliers=[0.9, 0.9, 1.0, 1.0])
+    restored = CLASSES[kind].from_config(optimizer.get_config())
+    assert restored.layerwise_lr_decay == {"hidden_dense": 0.1, "output": 0.0}
+
+
+def test_layerwise_lr_decay_argument_composes_with_multipliers():
+    model = model_of()
+    optimizer = AdamW(learning_rate=0.01, lr_multipliers={"dense_2": 2.0},
+                      layerwise_lr_decay={"dense": 0.5}, init_verbose=False)
+    run_against_oracle(optimizer, model, "adamw", multipliers=[0.5, 0.5, 1.0, 1.0])
+
+
+def test_effective_lr_bounds_are_refused_in_keras2():
+    with pytest.raises(NotImplementedError, match="effective_lr_bounds.*keras3"):
+        AdamW(effective_lr_bounds=(0.0, 1.0))
