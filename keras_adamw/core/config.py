@@ -377,7 +377,43 @@ def decode_config(config):
 
 
 class SettingsAttributes:
-    """The settings as read-only attributes, for users of keras-adamw 1.x."""
+    """The settings as read-only attributes (keras-adamw 1.x), and the methods that
+    change them before build. An adapter provides `_variable_path(variable)` and
+    `_rules_resolved()` (True once the per-variable rules exist)."""
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Excludes variables from `weight_decay` (the Keras method, on variable paths).
+
+        Args:
+            var_list: variables to exclude.
+            var_names: regexes searched in each variable's path, e.g. `["bias"]`.
+        """
+        self._check_not_built("exclude_from_weight_decay")
+        self._settings = with_exclusions(
+            self._settings, [self._variable_path(v) for v in var_list or ()], var_names)
+
+    def apply_layerwise_lr_decay(self, var_name_dicts=None, var_dict=None):
+        """Layer-wise learning-rate decay (ELECTRA; adam-lr-decay's method).
+
+        A matching variable learns at `lr * (1 - decay_rate)` (0: unchanged, 1:
+        frozen), times its `lr_multipliers` value; the longest matching pattern
+        wins. Saved in `get_config` as `layerwise_lr_decay`.
+
+        Args:
+            var_name_dicts: `{pattern: decay_rate}`, regexes searched in variable
+                paths, e.g. `keras_adamw.layerwise_lr_decay(0.9, 8)`.
+            var_dict: the variables themselves with their decay rates, as
+                `[(variable, rate), ...]` (Keras 3 variables are not hashable)
+                or a dict keyed by variable (tf_keras) or path.
+        """
+        self._check_not_built("apply_layerwise_lr_decay")
+        self._settings = with_layerwise_lr_decay(self._settings, var_name_dicts, var_dict,
+                                                 self._variable_path)
+
+    def _check_not_built(self, method):
+        if self._rules_resolved():
+            raise ValueError(f"`{method}()` must be called before the optimizer is built "
+                             f"(before the first step).")
 
     total_iterations = property(lambda self: self._settings.total_iterations)
     total_iterations_wd = property(lambda self: self._settings.total_iterations_wd)

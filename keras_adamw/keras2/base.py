@@ -83,6 +83,11 @@ class KerasAdamWMixin(config.SettingsAttributes):
         self._rule_paths = {}  # same keys -> variable path, in creation order
         self._state = None
 
+    _variable_path = staticmethod(variable_path)
+
+    def _rules_resolved(self):
+        return bool(self._rules)
+
     # ---- state variables -------------------------------------------------------
 
     def _state_variables(self):
@@ -131,37 +136,6 @@ class KerasAdamWMixin(config.SettingsAttributes):
         if self._settings.init_verbose and configured:
             print(f"{self._name}: per-variable settings\n"
                   + matching.format_table(paths, resolved, self._settings))
-
-    def apply_layerwise_lr_decay(self, var_name_dicts=None, var_dict=None):
-        """Layer-wise learning-rate decay (ELECTRA; adam-lr-decay's method).
-
-        A matching variable learns at `lr * (1 - decay_rate)` (0: unchanged, 1:
-        frozen), times its `lr_multipliers` value; the longest matching pattern
-        wins. Saved in `get_config` as `layerwise_lr_decay`.
-
-        Args:
-            var_name_dicts: `{pattern: decay_rate}`, regexes searched in variable
-                names, e.g. `keras_adamw.layerwise_lr_decay(0.9, 8)`.
-            var_dict: `{variable: decay_rate}` (or `[(variable, rate), ...]`).
-        """
-        if self._rules:
-            raise ValueError("`apply_layerwise_lr_decay()` must be called before the "
-                             "optimizer is built (before the first step).")
-        self._settings = config.with_layerwise_lr_decay(
-            self._settings, var_name_dicts, var_dict, variable_path)
-
-    def exclude_from_weight_decay(self, var_list=None, var_names=None):
-        """Excludes variables from `weight_decay` (matched on variable names).
-
-        Args:
-            var_list: variables to exclude.
-            var_names: regexes searched in each variable's name, e.g. `["bias"]`.
-        """
-        if self._rules:
-            raise ValueError("`exclude_from_weight_decay()` must be called before the "
-                             "optimizer is built (before the first step).")
-        self._settings = config.with_exclusions(
-            self._settings, [variable_path(v) for v in var_list or ()], var_names)
 
     # ---- per-step scalars ------------------------------------------------------
 

@@ -61,6 +61,11 @@ class KerasAdamWMixin(config.SettingsAttributes):
         return self.add_variable(shape=(), initializer=keras.initializers.Constant(value),
                                  dtype=dtype, aggregation="only_first_replica", name=name)
 
+    _variable_path = staticmethod(variable_path)
+
+    def _rules_resolved(self):
+        return self.built
+
     def build(self, variables):
         """Creates the slots, then resolves per-variable rules once, by path."""
         if self.built:
@@ -73,39 +78,6 @@ class KerasAdamWMixin(config.SettingsAttributes):
         if self._settings.init_verbose and configured:
             print(f"{self.name}: per-variable settings\n"
                   + matching.format_table(paths, self._rules, self._settings))
-
-    def exclude_from_weight_decay(self, var_list=None, var_names=None):
-        """Excludes variables from `weight_decay` (Keras method; matched on paths).
-
-        Args:
-            var_list: variables to exclude.
-            var_names: regexes searched in each variable's path, e.g. `["bias"]`.
-        """
-        if self.built:
-            raise ValueError("`exclude_from_weight_decay()` must be called before the "
-                             "optimizer is built (before the first step).")
-        self._settings = config.with_exclusions(
-            self._settings, [variable_path(v) for v in var_list or ()], var_names)
-
-    def apply_layerwise_lr_decay(self, var_name_dicts=None, var_dict=None):
-        """Layer-wise learning-rate decay (ELECTRA; adam-lr-decay's method).
-
-        A matching variable learns at `lr * (1 - decay_rate)` (0: unchanged, 1:
-        frozen), times its `lr_multipliers` value; the longest matching pattern
-        wins. Saved in `get_config` as `layerwise_lr_decay`.
-
-        Args:
-            var_name_dicts: `{pattern: decay_rate}`, regexes searched in variable
-                paths, e.g. `keras_adamw.layerwise_lr_decay(0.9, 8)`.
-            var_dict: the variables themselves with their decay rates, as
-                `[(variable, rate), ...]` (Keras 3 variables are not hashable)
-                or a dict keyed by path.
-        """
-        if self.built:
-            raise ValueError("`apply_layerwise_lr_decay()` must be called before the "
-                             "optimizer is built (before the first step).")
-        self._settings = config.with_layerwise_lr_decay(
-            self._settings, var_name_dicts, var_dict, variable_path)
 
     def effective_learning_rate(self, variable):
         """The per-element learning rate the last update applied to `variable`.
