@@ -381,6 +381,27 @@ class SettingsAttributes:
     change them before build. An adapter provides `_variable_path(variable)` and
     `_rules_resolved()` (True once the per-variable rules exist)."""
 
+    def _init_settings(self, model, zero_penalties, extras, decays_from_model,
+                       **keras_adamw_args):
+        """Validated `self._settings`; decays read from `model` first when given.
+
+        Args:
+            model: the `model=` argument, or None.
+            zero_penalties: zero the model's regularizers after reading them.
+            extras: the keyword extras `split_kwargs` separated.
+            decays_from_model: the flavour's `(model, zero_penalties, explicit)
+                -> {path: (l1, l2)}`.
+            **keras_adamw_args: the remaining keras-adamw arguments.
+        """
+        weight_decays = keras_adamw_args.pop("weight_decays")
+        zero_penalties = check_bool("zero_penalties", zero_penalties)
+        if model is not None:
+            weight_decays = decays_from_model(model, zero_penalties, explicit=weight_decays)
+        self.zero_penalties = zero_penalties
+        self._settings = settings_from_extras(extras, weight_decays=weight_decays,
+                                              **keras_adamw_args)
+        self.weight_decay = self._settings.weight_decay
+
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Excludes variables from `weight_decay` (the Keras method, on variable paths).
 

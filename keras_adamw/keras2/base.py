@@ -64,21 +64,14 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings; the state variables are created with the slots."""
-        weight_decays = keras_adamw_args.pop("weight_decays")
-        zero_penalties = config.check_bool("zero_penalties", zero_penalties)
-        if model is not None:
-            weight_decays = regularizers.decays_from_model(
-                model, zero_penalties, explicit=weight_decays)
-        self.zero_penalties = zero_penalties
         if extras.get("effective_lr_bounds") is not None:
             raise config.argument_error(
                 "effective_lr_bounds", extras["effective_lr_bounds"],
                 "None in the keras2 (tf_keras) flavour", error=NotImplementedError,
                 fix="Effective-learning-rate bounds exist in the Keras 3 flavour "
                     "(`keras_adamw.keras3`) so far")
-        self._settings = config.settings_from_extras(
-            extras, weight_decays=weight_decays, **keras_adamw_args)
-        self.weight_decay = self._settings.weight_decay
+        self._init_settings(model, zero_penalties, extras, regularizers.decays_from_model,
+                            **keras_adamw_args)
         self._rules = {}  # optimizer_v2._var_key(variable) -> VariableRule
         self._rule_paths = {}  # same keys -> variable path, in creation order
         self._state = None

@@ -42,15 +42,8 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings and the `t_cur`/`eta_t`/`lr_t` variables."""
-        weight_decays = keras_adamw_args.pop("weight_decays")
-        zero_penalties = config.check_bool("zero_penalties", zero_penalties)
-        if model is not None:
-            weight_decays = regularizers.decays_from_model(
-                model, zero_penalties, explicit=weight_decays)
-        self.zero_penalties = zero_penalties
-        self._settings = config.settings_from_extras(
-            extras, weight_decays=weight_decays, **keras_adamw_args)
-        self.weight_decay = self._settings.weight_decay
+        self._init_settings(model, zero_penalties, extras, regularizers.decays_from_model,
+                            **keras_adamw_args)
         self._rules = ()
         with keras.name_scope(self.name, caller=self):
             self.t_cur = self._add_scalar("t_cur", self._settings.t_cur, "int")
