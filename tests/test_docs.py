@@ -1,8 +1,8 @@
-"""README.md and docs/*.md say what the code does: their code blocks run.
+"""README.md and docs/pages/**/*.md say what the code does: their code blocks run.
 
 Backend-neutral: runs on the Keras backend of this process (`KERAS_BACKEND`).
 
-Conventions for fenced ```python blocks in README.md and docs/*.md. A marker is an
+Conventions for fenced ```python blocks in README.md and docs/pages/**/*.md. A marker is an
 HTML comment on the line right before the opening fence (invisible when rendered):
 
 - no marker: run in a fresh namespace, in a temporary working directory, after
@@ -16,7 +16,7 @@ HTML comment on the line right before the opening fence (invisible when rendered
   `inspect.signature` of the public object `Name` (whitespace and quotes aside).
 
 Blocks in other languages (```bash, ```text) are not run. Also checked: the two
-README commands verbatim, relative links, every public name in docs/api.md, and
+README commands verbatim, relative links, every public name in docs/pages/api.md, and
 `example.py` in a quick configuration.
 """
 import contextlib
@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["README.md"] + sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))
+DOCS = ROOT / "docs" / "pages"  # docs_dir of docs/mkdocs.yml
+PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in DOCS.rglob("*.md"))
 DOC_PAGES = ("index.md", "algorithms.md", "decay.md", "restarts.md", "migration.md",
              "api.md")
 COMMANDS = (
@@ -99,7 +99,7 @@ def run_block(source, name, path):
 
 def test_pages_exist():
     for name in DOC_PAGES:
-        assert (ROOT / "docs" / name).is_file(), f"docs/{name} is missing"
+        assert (DOCS / name).is_file(), f"docs/pages/{name} is missing"
 
 
 def test_readme_has_the_two_commands_verbatim():
@@ -173,9 +173,9 @@ def test_documented_signature_matches_code(source):
 def test_api_page_covers_public_names():
     import keras_adamw
 
-    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    api = (DOCS / "api.md").read_text(encoding="utf-8")
     for name in keras_adamw.__all__:
-        assert f"`{name}" in api or f"{name}(" in api, f"docs/api.md lacks {name}"
+        assert f"`{name}" in api or f"{name}(" in api, f"docs/pages/api.md lacks {name}"
 
 
 def test_example_runs_quickly_and_saves_png(tmp_path):
