@@ -33,7 +33,7 @@ if FLAVOUR == "keras2":
 else:
     from keras_adamw.keras3 import SGDW, AdamW, NadamW
 
-from keras_adamw import utils
+from keras_adamw import callbacks, schedules, utils
 from keras_adamw.core.layerwise import layerwise_lr_decay, layerwise_lr_decay_from_model
 from keras_adamw.utils import K_eval, fill_dict_in_order, get_weight_decays
 
@@ -44,9 +44,11 @@ __all__ = [
     "K_eval",
     "NadamW",
     "__version__",
+    "callbacks",
     "fill_dict_in_order",
     "get_weight_decays",
     "layerwise_lr_decay",
     "layerwise_lr_decay_from_model",
+    "schedules",
     "utils",
 ]

@@ -13,6 +13,8 @@ import re
 import warnings
 from collections.abc import Mapping
 
+from keras_adamw.core import rules
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -347,8 +349,16 @@ def with_layerwise_lr_decay(settings, var_name_dicts=None, var_dict=None, path_o
         **settings.layerwise_lr_decay, **added})
 
 
-def settings_config(settings):
-    """The keras-adamw part of `get_config`, JSON-serialisable."""
+def settings_config(settings, serialize):
+    """The keras-adamw part of `get_config`, JSON-serialisable.
+
+    Args:
+        settings: the `Settings`.
+        serialize: the flavour's Keras serialiser, for callable bounds.
+    """
+    bounds = settings.effective_lr_bounds
+    if bounds is not None:
+        bounds = [serialize(b) if callable(b) else b for b in bounds]
     return {
         "total_iterations": settings.total_iterations,
         "total_iterations_wd": settings.total_iterations_wd,
@@ -361,18 +371,25 @@ def settings_config(settings):
         "exclude_from_weight_decay": list(settings.exclude_from_weight_decay),
         "decay": settings.decay, "init_verbose": settings.init_verbose,
         "layerwise_lr_decay": dict(settings.layerwise_lr_decay),
-        "effective_lr_bounds": None if settings.effective_lr_bounds is None
-        else list(settings.effective_lr_bounds),
+        "effective_lr_bounds": bounds,
     }
 
 
-def decode_config(config):
-    """Undoes the JSON encoding of `settings_config` (pairs back to tuples)."""
+def decode_config(config, deserialize):
+    """Undoes the JSON encoding of `settings_config` (pairs back to tuples).
+
+    Args:
+        config: the optimizer's config.
+        deserialize: `serialized dict -> object`, the flavour's Keras
+            deserialiser (with the caller's `custom_objects`).
+    """
     config = dict(config)
     if config.get("weight_decays"):
         config["weight_decays"] = {k: tuple(v) for k, v in config["weight_decays"].items()}
     if config.get("effective_lr_bounds") is not None:
-        config["effective_lr_bounds"] = tuple(config["effective_lr_bounds"])
+        config["effective_lr_bounds"] = tuple(
+            deserialize(b) if isinstance(b, dict) else b
+            for b in config["effective_lr_bounds"])
     return config
 
 
@@ -430,6 +447,43 @@ class SettingsAttributes:
         self._check_not_built("apply_layerwise_lr_decay")
         self._settings = with_layerwise_lr_decay(self._settings, var_name_dicts, var_dict,
                                                  self._variable_path)
+
+    def effective_learning_rate(self, variable):
+        """The per-element learning rate the last update applied to `variable`.
+
+        ```
+        AdamW:   eta lr_v sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)   (vhat: amsgrad)
+        NadamW:  eta lr_v / (sqrt(v / (1 - b2^t)) + eps)
+        SGDW:    eta lr_v                                  (broadcast to the shape)
+        ```
+        with `t = iterations` (the last update), `eta lr` of that update (from
+        `lr_t`) and the slots as they are now, clipped to `effective_lr_bounds`
+        when set. Computed on demand from the slots; zeros before the first
+        update.
+
+        Args:
+            variable: a variable this optimizer updates.
+
+        Returns:
+            A tensor of the variable's shape and dtype.
+
+        Raises:
+            ValueError: the optimizer is not built yet.
+            KeyError: `variable` is not one this optimizer updates.
+        """
+        if not self._rules_resolved():
+            raise ValueError("`effective_learning_rate()` needs a built optimizer: "
+                             "apply at least one update first.")
+        xp, dtype = self._math, variable.dtype
+        rule = self._variable_rule(variable)
+        iterations = xp.cast(self.iterations, "float32")
+        step_size = xp.cast(self.lr_t, dtype) * rule.multiplier
+        rate = self._effective_rate(variable, step_size, iterations)
+        bounds = rules.bound_values(self.effective_lr_bounds, iterations - 1.0)
+        if bounds is None:
+            return rate
+        bounds = tuple(None if b is None else xp.cast(b, dtype) for b in bounds)
+        return xp.where(iterations > 0, rules.clip_rate(rate, bounds, xp), rate)
 
     def _check_not_built(self, method):
         if self._rules_resolved():

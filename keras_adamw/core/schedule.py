@@ -5,6 +5,8 @@ optimizer variables and call these once per applied update.
 """
 import math
 
+from keras_adamw.core import config
+
 
 def cosine_eta(t_cur, total_iterations, eta_min, eta_max, xp=math):
     """Cosine annealing multiplier for the update at position `t_cur` of a cycle.
@@ -74,3 +76,46 @@ def warmup_lr(step, warmup_steps, initial, peak, after, xp):
         return after
     warm = initial + (peak - initial) * (step / warmup_steps)
     return xp.where(step < warmup_steps, warm, after)
+
+
+class WarmUpBase:
+    """The flavour-neutral body of `schedules.WarmUp` (both flavours).
+
+    A flavour's `WarmUp` puts this before its `LearningRateSchedule` and sets
+    `_xp` (a namespace with `cast`, `maximum`, `zeros`, `where`: `keras.ops` or
+    `tf`), `_serialize` and `_deserialize` (its Keras serialisation functions).
+    """
+
+    def __init__(self, schedule, warmup_steps, initial=0.0, name="WarmUp"):
+        super().__init__()
+        if not callable(schedule):
+            schedule = config.check_number("schedule", schedule, low=0)
+        self.schedule = schedule
+        self.warmup_steps = config.check_count("warmup_steps", warmup_steps)
+        self.initial = config.check_number("initial", initial, low=0)
+        self.name = name
+
+    def _target(self, step):
+        value = self.schedule(step) if callable(self.schedule) else self.schedule
+        return self._xp.cast(value, "float32")
+
+    def __call__(self, step):
+        xp = self._xp
+        step = xp.cast(step, "float32")
+        after = self._target(xp.maximum(step - self.warmup_steps, 0.0))
+        peak = self._target(xp.zeros((), "float32")) if self.warmup_steps else after
+        return warmup_lr(step, self.warmup_steps, self.initial, peak, after, xp)
+
+    def get_config(self):
+        target = self.schedule
+        if callable(target):
+            target = type(self)._serialize(target)
+        return {"schedule": target, "warmup_steps": self.warmup_steps,
+                "initial": self.initial, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config_):
+        config_ = dict(config_)
+        if isinstance(config_["schedule"], dict):
+            config_["schedule"] = cls._deserialize(config_["schedule"])
+        return cls(**config_)

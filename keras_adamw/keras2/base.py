@@ -16,12 +16,13 @@ from tf_keras.src.optimizers.legacy import optimizer_v2
 
 from keras_adamw.core import config, matching, rules, schedule
 from keras_adamw.keras2 import regularizers
+from keras_adamw.keras2.schedules import WarmUp
 
 # The math namespace `xp` that `core` functions receive.
 TF_MATH = types.SimpleNamespace(
     power=tf.pow, sqrt=tf.sqrt, cos=tf.cos, where=tf.where, sign=tf.sign, equal=tf.equal,
     expm1=tf.math.expm1, exp=tf.exp, log=tf.math.log, maximum=tf.maximum,
-    minimum=tf.minimum, abs=tf.abs)
+    minimum=tf.minimum, abs=tf.abs, cast=tf.cast)
 # Arguments of `OptimizerV2` passed through unchanged.
 KERAS_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm", "gradient_aggregator",
                 "gradient_transformers")
@@ -40,15 +41,34 @@ def check_epsilon(epsilon):
     return config.check_number("epsilon", epsilon, low=0)
 
 
+def deserialize_callable(serialized, custom_objects=None):
+    """A callable `effective_lr_bounds` side back from its `get_config` dict.
+
+    A function's dict is looked up by its registered name directly: h5 loading
+    puts tf_keras in its legacy deserialiser, which cannot read the dict
+    `tf_keras.utils.serialize_keras_object` writes for a function.
+    """
+    if serialized.get("class_name") != "function":
+        return tf_keras.utils.deserialize_keras_object(serialized, custom_objects=custom_objects)
+    function = tf_keras.utils.get_registered_object(serialized["config"], custom_objects)
+    if function is None:
+        raise ValueError(f"Cannot restore the `effective_lr_bounds` function "
+                         f"{serialized['config']!r}: register it with "
+                         f"`tf_keras.utils.register_keras_serializable()` or pass it in "
+                         f"`custom_objects`.")
+    return function
+
+
 class KerasAdamWMixin(config.SettingsAttributes):
     """Decoupled weight decay, warm restarts and lr multipliers for tf_keras.
 
     Placed before `OptimizerV2` in the bases. Subclasses implement
     `_step_coefficients(lr, t)` (per-step float32 scalars, once per step),
     `_apply_compiled(grad, var, scalars, decay)` (one variable's update and
-    decay in one `keras2.kernels` call) and `_apply_rule(grad, var, scalars)`
-    (the update without decay, TensorFlow ops), from those scalars cast to the
-    variable's dtype; `scalars["lr"]` is `eta * lr_v`.
+    decay in one `keras2.kernels` call), `_apply_rule(grad, var, scalars)`
+    (the update without decay, TensorFlow ops, clipped to `scalars["bounds"]`
+    when not None) and `_effective_rate(var, step_size, iterations)`, from
+    those scalars cast to the variable's dtype; `scalars["lr"]` is `eta * lr_v`.
     """
 
     _HAS_AGGREGATE_GRAD = True
@@ -64,12 +84,6 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings; the state variables are created with the slots."""
-        if extras.get("effective_lr_bounds") is not None:
-            raise config.argument_error(
-                "effective_lr_bounds", extras["effective_lr_bounds"],
-                "None in the keras2 (tf_keras) flavour", error=NotImplementedError,
-                fix="Effective-learning-rate bounds exist in the Keras 3 flavour "
-                    "(`keras_adamw.keras3`) so far")
         self._init_settings(model, zero_penalties, extras, regularizers.decays_from_model,
                             **keras_adamw_args)
         self._rules = {}  # optimizer_v2._var_key(variable) -> VariableRule
@@ -80,6 +94,15 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _rules_resolved(self):
         return bool(self._rules)
+
+    _math = TF_MATH
+
+    def _variable_rule(self, variable):
+        key = optimizer_v2._var_key(variable)
+        if key not in self._rules:
+            raise KeyError(f"Variable {variable.name!r} is not updated by this optimizer "
+                           f"(it has no slots); pass one of the variables it trains.")
+        return self._rules[key]
 
     # ---- state variables -------------------------------------------------------
 
@@ -151,6 +174,8 @@ class KerasAdamWMixin(config.SettingsAttributes):
         step["lr_t"] = step["eta"] * step.pop("lr_t_factor")
         step["lr"] = lr
         step["rules"] = {self._rules[optimizer_v2._var_key(v)] for v in var_list}
+        step["bounds"] = rules.bound_values(self._settings.effective_lr_bounds,
+                                            tf.cast(self.iterations, tf.float32))
         return step
 
     def _prepare(self, var_list):
@@ -171,7 +196,9 @@ class KerasAdamWMixin(config.SettingsAttributes):
         """The step scalars in `var_dtype`, and per rule `eta lr_v` and decay terms."""
         step = apply_state[_STEP]
         local = {k: tf.cast(v, var_dtype) for k, v in step.items()
-                 if k not in ("rules", "lr_t", "lr", "eta")}
+                 if k not in ("rules", "lr_t", "lr", "eta", "bounds")}
+        local["bounds"] = None if step["bounds"] is None else tuple(
+            None if b is None else tf.cast(b, var_dtype) for b in step["bounds"])
         eta_lr = step["eta"] * step["lr"]
         local["rules"] = {}
         for rule in step["rules"]:
@@ -203,14 +230,16 @@ class KerasAdamWMixin(config.SettingsAttributes):
         With a decay (or for a rule without a fused TensorFlow kernel), a
         variable of at least `xla_min_size` elements is updated by one
         XLA-compiled pass (`keras2.kernels`) that reads theta, the slots and the
-        gradient and writes all of them. Otherwise by the rule's TensorFlow ops
-        (`_apply_rule`: a fused kernel where one exists), after an in-place decay
-        pass if there is a decay.
+        gradient and writes all of them. Otherwise (and with per-element
+        `effective_lr_bounds`) by the rule's TensorFlow ops (`_apply_rule`: a
+        fused kernel where one exists), after an in-place decay pass if there
+        is a decay.
         """
         scalars = self._scalars(var, apply_state)
         decay = (scalars["decay_sign"], scalars["decay_linear"])
         has_decay = decay[0] is not None or decay[1] is not None
-        if (has_decay or not self._FUSED_RULE) and self._compiled(var):
+        compiled = scalars["bounds"] is None and self._compiled(var)
+        if (has_decay or not self._FUSED_RULE) and compiled:
             return self._apply_compiled(grad, var, scalars, decay)
         if not has_decay:
             return self._apply_rule(grad, var, scalars)
@@ -279,9 +308,12 @@ class KerasAdamWMixin(config.SettingsAttributes):
     def get_config(self):
         return {**super().get_config(),
                 "learning_rate": self._serialize_hyperparameter("learning_rate"),
-                **config.settings_config(self._settings), "zero_penalties": self.zero_penalties}
+                **config.settings_config(self._settings, tf_keras.utils.serialize_keras_object),
+                "zero_penalties": self.zero_penalties}
 
     @classmethod
     def from_config(cls, config_, custom_objects=None):
-        return super().from_config(config.decode_config(config_),
-                                   custom_objects=custom_objects)
+        # h5 loading reads schedules by class name: make ours known by it.
+        custom_objects = {"WarmUp": WarmUp, **(custom_objects or {})}
+        config_ = config.decode_config(config_, lambda b: deserialize_callable(b, custom_objects))
+        return super().from_config(config_, custom_objects=custom_objects)

@@ -26,6 +26,16 @@ from keras_adamw.keras2.base import (
 register = tf_keras.utils.register_keras_serializable(package="keras_adamw")
 
 
+def _assign_moments(optimizer, var, grad, s):
+    """`m`, `v` slots updated in place (`core.rules.adam_moments`); their new values."""
+    m, v = optimizer.get_slot(var, "m"), optimizer.get_slot(var, "v")
+    m_new, v_new = rules.adam_moments(m.read_value(), v.read_value(), grad,
+                                      s["beta_1"], s["beta_2"])
+    use_locking = optimizer._use_locking
+    return (tf.compat.v1.assign(m, m_new, use_locking=use_locking),
+            tf.compat.v1.assign(v, v_new, use_locking=use_locking))
+
+
 def _adam_scalars(optimizer, t):
     """Betas, their powers at step `t` (fused-op inputs) and epsilon, float32."""
     beta_1 = tf.constant(optimizer.beta_1, tf.float32)
@@ -128,8 +138,11 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
 
     def _apply_rule(self, grad, var, scalars):
         """`ResourceApplyAdam[WithAmsgrad]` with `lr = eta lr_v` (it folds the
-        bias correction `sqrt(1 - b2^t) / (1 - b1^t)` in from the beta powers)."""
+        bias correction `sqrt(1 - b2^t) / (1 - b1^t)` in from the beta powers);
+        with bounds, composite ops."""
         s = scalars
+        if s["bounds"] is not None:
+            return self._apply_bounded(grad, var, s)
         args = {"var": var.handle, "m": self.get_slot(var, "m").handle,
                     "v": self.get_slot(var, "v").handle, "beta1_power": s["beta_1_power"],
                     "beta2_power": s["beta_2_power"], "lr": s["lr"], "beta1": s["beta_1"],
@@ -139,6 +152,22 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
             return tf.raw_ops.ResourceApplyAdamWithAmsgrad(
                 vhat=self.get_slot(var, "vhat").handle, **args)
         return tf.raw_ops.ResourceApplyAdam(**args)
+
+    def _apply_bounded(self, grad, var, s):
+        """`theta -= clip(eta lr_v bias_correction / (sqrt(v) + eps)) m`."""
+        m_new, v_new = _assign_moments(self, var, grad, s)
+        if self.amsgrad:
+            vhat = self.get_slot(var, "vhat")
+            v_new = tf.compat.v1.assign(vhat, tf.maximum(vhat.read_value(), v_new),
+                                        use_locking=self._use_locking)
+        rate = rules.adaptive_rate(s["lr"] * s["bias_correction"], v_new, s["epsilon"],
+                                   TF_MATH)
+        return var.assign_sub(rules.clip_rate(rate, s["bounds"], TF_MATH) * m_new,
+                              use_locking=self._use_locking, read_value=False)
+
+    def _effective_rate(self, var, step_size, iterations):
+        v = self.get_slot(var, "vhat" if self.amsgrad else "v")
+        return rules.adaptive_rate(step_size, v.read_value(), self.epsilon, TF_MATH)
 
     def get_config(self):
         config_ = super().get_config()
@@ -220,16 +249,23 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
                               coefficients, decay, self.beta_1, self.beta_2, self.epsilon)
 
     def _apply_rule(self, grad, var, scalars):
-        """Composite TensorFlow ops (below `xla_min_size`)."""
+        """Composite TensorFlow ops (below `xla_min_size`, or with bounds)."""
         s = scalars
-        m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
-        m_new, v_new = rules.adam_moments(m.read_value(), v.read_value(), grad,
-                                          s["beta_1"], s["beta_2"])
-        m_new = tf.compat.v1.assign(m, m_new, use_locking=self._use_locking)
-        v_new = tf.compat.v1.assign(v, v_new, use_locking=self._use_locking)
-        direction = rules.nadam_direction(m_new, v_new, grad, s, s["epsilon"], TF_MATH)
-        return var.assign_sub(s["lr"] * direction, use_locking=self._use_locking,
-                              read_value=False)
+        m_new, v_new = _assign_moments(self, var, grad, s)
+        if s["bounds"] is None:
+            delta = s["lr"] * rules.nadam_direction(m_new, v_new, grad, s, s["epsilon"],
+                                                    TF_MATH)
+        else:
+            rate = rules.adaptive_rate(s["lr"], v_new, s["epsilon"], TF_MATH,
+                                       s["v_correction"])
+            delta = rules.clip_rate(rate, s["bounds"], TF_MATH) * rules.nadam_momentum_bar(
+                m_new, grad, s)
+        return var.assign_sub(delta, use_locking=self._use_locking, read_value=False)
+
+    def _effective_rate(self, var, step_size, iterations):
+        v_correction = 1.0 / rules.one_minus_power(self.beta_2, iterations, TF_MATH)
+        return rules.adaptive_rate(step_size, self.get_slot(var, "v").read_value(),
+                                   self.epsilon, TF_MATH, tf.cast(v_correction, var.dtype))
 
     def get_config(self):
         config_ = super().get_config()
@@ -293,6 +329,18 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
     def _step_coefficients(self, lr, t):
         return {"lr_t_factor": lr,
                 "momentum": tf.identity(self._get_hyper("momentum", tf.float32))}
+
+    def _prepare_local(self, var_device, var_dtype, apply_state):
+        """As the base, with each rule's `eta lr_v` clipped to the bounds (a scalar
+        rate: the fused and compiled kernels then apply the bounded step)."""
+        super()._prepare_local(var_device, var_dtype, apply_state)
+        local = apply_state[(var_device, var_dtype)]
+        for scalars in local["rules"].values():
+            scalars["lr"] = rules.clip_rate(scalars["lr"], local["bounds"], TF_MATH)
+        local["bounds"] = None
+
+    def _effective_rate(self, var, step_size, iterations):
+        return tf.broadcast_to(step_size, var.shape)
 
     def _apply_compiled(self, grad, var, scalars, decay):
         if not self._momentum:

@@ -72,44 +72,10 @@ class KerasAdamWMixin(config.SettingsAttributes):
             print(f"{self.name}: per-variable settings\n"
                   + matching.format_table(paths, self._rules, self._settings))
 
-    def effective_learning_rate(self, variable):
-        """The per-element learning rate the last update applied to `variable`.
+    _math = ops
 
-        ```
-        AdamW:   eta lr_v sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)   (vhat: amsgrad)
-        NadamW:  eta lr_v / (sqrt(v / (1 - b2^t)) + eps)
-        SGDW:    eta lr_v                                  (broadcast to the shape)
-        ```
-        with `t = iterations` (the last update), `eta lr` of that update (from
-        `lr_t`) and the slots as they are now, clipped to `effective_lr_bounds`
-        when set. Computed on demand from the slots; zeros before the first
-        update.
-
-        Args:
-            variable: a variable this optimizer updates.
-
-        Returns:
-            A tensor of the variable's shape and dtype.
-        """
-        if not self.built:
-            raise ValueError("`effective_learning_rate()` needs a built optimizer: "
-                             "apply at least one update first.")
-        index = self._get_variable_index(variable)
-        dtype = variable.dtype
-        iterations = ops.cast(self.iterations, "float32")
-        step_size = ops.cast(self.lr_t, dtype) * self._rules[index].multiplier
-        rate = self._effective_rate(index, step_size, iterations, variable)
-        bounds = self._cast_bounds(rules.bound_values(
-            self._settings.effective_lr_bounds, iterations - 1.0), dtype)
-        if bounds is not None:
-            rate = ops.where(iterations > 0, rules.clip_rate(rate, bounds, ops), rate)
-        return rate
-
-    @staticmethod
-    def _cast_bounds(bounds, dtype):
-        if bounds is None:
-            return None
-        return tuple(None if b is None else ops.cast(b, dtype) for b in bounds)
+    def _variable_rule(self, variable):
+        return self._rules[self._get_variable_index(variable)]
 
     def _scalar_bounds(self, scalars):
         """`(lower, upper)` of this step in the variable's dtype, or None."""
@@ -191,20 +157,13 @@ class KerasAdamWMixin(config.SettingsAttributes):
         self.assign(variable, theta + delta if decay is None else theta + delta - decay)
 
     def get_config(self):
-        settings = config.settings_config(self._settings)
-        if settings["effective_lr_bounds"] is not None:
-            settings["effective_lr_bounds"] = [
-                keras.saving.serialize_keras_object(b) if callable(b) else b
-                for b in settings["effective_lr_bounds"]]
+        settings = config.settings_config(self._settings, keras.saving.serialize_keras_object)
         return {**super().get_config(), **settings, "zero_penalties": self.zero_penalties}
 
     @classmethod
     def from_config(cls, config_, custom_objects=None):
-        config_ = config.decode_config(config_)
-        if config_.get("effective_lr_bounds") is not None:
-            config_["effective_lr_bounds"] = tuple(
-                keras.saving.deserialize_keras_object(b, custom_objects=custom_objects)
-                if isinstance(b, dict) else b for b in config_["effective_lr_bounds"])
+        config_ = config.decode_config(config_, lambda b: keras.saving.deserialize_keras_object(
+            b, custom_objects=custom_objects))
         if config_.get("gradient_accumulation_steps") is None:
             config_.pop("gradient_accumulation_steps", None)
         return super().from_config(config_, custom_objects=custom_objects)

@@ -121,7 +121,8 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
             delta = -rules.clip_rate(rate, bounds, ops) * m_new
         self._assign_decayed(variable, theta, delta, s)
 
-    def _effective_rate(self, index, step_size, iterations, variable):
+    def _effective_rate(self, variable, step_size, iterations):
+        index = self._get_variable_index(variable)
         v = self._velocity_hats[index] if self.amsgrad else self._velocities[index]
         return rules.adaptive_rate(step_size, ops.convert_to_tensor(v), self.epsilon, ops)
 
@@ -202,9 +203,10 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
                 m_new, grad, s)
         self._assign_decayed(variable, theta, delta, s)
 
-    def _effective_rate(self, index, step_size, iterations, variable):
+    def _effective_rate(self, variable, step_size, iterations):
         v_correction = 1.0 / rules.one_minus_power(self.beta_2, iterations, ops)
-        return rules.adaptive_rate(step_size, ops.convert_to_tensor(self._velocities[index]),
+        v = self._velocities[self._get_variable_index(variable)]
+        return rules.adaptive_rate(step_size, ops.convert_to_tensor(v),
                                    self.epsilon, ops, ops.cast(v_correction, step_size.dtype))
 
     def get_config(self):
@@ -272,5 +274,5 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
             self.assign(velocity, new_velocity)
         self._assign_decayed(variable, theta, delta, s)
 
-    def _effective_rate(self, index, step_size, iterations, variable):
+    def _effective_rate(self, variable, step_size, iterations):
         return ops.broadcast_to(step_size, variable.shape)

@@ -72,7 +72,3 @@ def test_layerwise_lr_decay_argument_composes_with_multipliers():
                       layerwise_lr_decay={"dense": 0.5}, init_verbose=False)
     run_against_oracle(optimizer, model, "adamw", multipliers=[0.5, 0.5, 1.0, 1.0])
 
-
-def test_effective_lr_bounds_are_refused_in_keras2():
-    with pytest.raises(NotImplementedError, match="effective_lr_bounds.*keras3"):
-        AdamW(effective_lr_bounds=(0.0, 1.0))

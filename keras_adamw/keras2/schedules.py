@@ -1,0 +1,30 @@
+"""Learning-rate schedules of keras-adamw for tf_keras (the Keras 2 API)."""
+import tensorflow as tf
+import tf_keras
+
+from keras_adamw.core.schedule import WarmUpBase
+
+register = tf_keras.utils.register_keras_serializable(package="keras_adamw")
+
+
+@register
+class WarmUp(WarmUpBase, tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup into any schedule or constant: the tf_keras twin of
+    `keras_adamw.keras3.schedules.WarmUp`.
+
+    ```
+    lr(step) = initial + (peak - initial) step / warmup_steps   for step < warmup_steps
+    lr(step) = schedule(step - warmup_steps)                      after
+    ```
+    with `peak = schedule(0)`.
+
+    Args:
+        schedule: a tf_keras `LearningRateSchedule`, a callable of the step, or a float.
+        warmup_steps: updates of the warmup, integer >= 0.
+        initial: learning rate at step 0, float >= 0.
+        name: name of the schedule.
+    """
+
+    _xp = tf
+    _serialize = staticmethod(tf_keras.utils.serialize_keras_object)
+    _deserialize = staticmethod(tf_keras.optimizers.schedules.deserialize)
