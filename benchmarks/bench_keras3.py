@@ -10,6 +10,7 @@ Usage:
     python benchmarks/bench_keras3.py --out results.json            # all backends
     python benchmarks/bench_keras3.py --backend torch --workloads 400x2M
     python benchmarks/bench_keras3.py --backend jax --workloads fit
+    python benchmarks/bench_keras3.py --backend torch --bounds   # + ours with bounds on
 """
 import argparse
 import json
@@ -84,7 +85,7 @@ def step_functions(backend, mode, optimizers, variables, grads):
              for label, opt in optimizers.items()}, lambda r: None)
 
 
-def run_backend(backend, workloads, names, rounds):
+def run_backend(backend, workloads, names, rounds, bounds=False):
     os.environ["KERAS_BACKEND"] = backend
     sys.path.insert(0, HERE)
     import harness
@@ -105,6 +106,9 @@ def run_backend(backend, workloads, names, rounds):
                     "ours": getattr(keras_adamw, ours_name)(**all_extras(name, n_tensors)),
                     "keras": getattr(keras.optimizers, keras_name)(**builtin_kwargs(name)),
                 }
+                if bounds:  # the AdaBound-style clipping on (inactive bounds): its cost
+                    optimizers["bounded"] = getattr(keras_adamw, ours_name)(
+                        effective_lr_bounds=(0.0, 1e3), **all_extras(name, n_tensors))
                 functions, sync = step_functions(backend, mode, optimizers, variables, grads)
                 result = harness.compare(functions, "keras", rounds=rounds, sync=sync)
                 params = n_tensors * (n_params // n_tensors)
@@ -119,6 +123,8 @@ def run_backend(backend, workloads, names, rounds):
                            bandwidth),
                        "ours_ms": 1e3 * result["ours"]["median_s"],
                        "builtin_ms": 1e3 * result["keras"]["median_s"]}
+                if bounds:
+                    row["bounded_over_builtin"] = result["bounded"]["ratio"]
                 rows.append(row)
                 print(format_row(row), flush=True)
                 del variables, grads, optimizers, functions
@@ -184,7 +190,9 @@ def format_row(row):
             f"{row['optimizer']:7s} ours/builtin {row['ours_over_builtin']:6.3f}  "
             f"ours/floor {row['ours_over_floor']:6.2f}  builtin/floor "
             f"{row['builtin_over_floor']:6.2f}  ({row['ours_ms']:.1f} ms vs "
-            f"{row['builtin_ms']:.1f} ms)")
+            f"{row['builtin_ms']:.1f} ms)"
+            + (f"  bounds on/builtin {row['bounded_over_builtin']:6.3f}"
+               if "bounded_over_builtin" in row else ""))
 
 
 def main():
@@ -197,13 +205,15 @@ def main():
     parser.add_argument("--optimizers", default="adamw,nadamw,sgdw")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--out", help="JSON file for the rows")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also time ours with effective_lr_bounds on")
     args = parser.parse_args()
     workloads, names = args.workloads.split(","), args.optimizers.split(",")
     if args.backend:
         rows = []
         if workloads != ["fit"]:
             rows += run_backend(args.backend, [w for w in workloads if w != "fit"], names,
-                                args.rounds)
+                                args.rounds, args.bounds)
         if "fit" in workloads:
             rows += run_fit(args.backend, args.rounds)
     else:
@@ -213,7 +223,7 @@ def main():
                 subprocess.check_call([sys.executable, __file__, "--backend", backend,
                                        "--workloads", args.workloads, "--optimizers",
                                        args.optimizers, "--rounds", str(args.rounds),
-                                       "--out", part.name])
+                                       "--out", part.name] + ["--bounds"] * args.bounds)
                 with open(part.name) as f:
                     rows += json.load(f)["rows"]
     if args.out:
