@@ -14,7 +14,7 @@ __version__ = "2.0.0"
 
 def _tf_keras_is_keras2():
     """True when `tensorflow.keras` resolves to tf_keras (Keras 2)."""
-    import tensorflow as tf
+    import tensorflow as tf  # type: ignore[import-untyped]
 
     return tf.keras.__name__.startswith("tf_keras") or not hasattr(tf.keras, "version") \
         or not str(tf.keras.version()).startswith("3")

@@ -57,11 +57,11 @@ def reset_seeds(reset_graph_with_backend=None, verbose=0, seed=1):
     random.seed(seed)
     np.random.seed(seed)
     try:
-        import keras
+        import keras  # type: ignore[import-untyped]
 
         keras.utils.set_random_seed(seed)
     except ImportError:  # tf_keras only
-        import tensorflow as tf
+        import tensorflow as tf  # type: ignore[import-untyped]
 
         tf.random.set_seed(seed)
     if verbose:

@@ -10,9 +10,9 @@ mode). The numbers come from `keras_adamw.core` (DESIGN.md section 4).
 """
 import types
 
-import tensorflow as tf
-import tf_keras
-from tf_keras.src.optimizers.legacy import optimizer_v2
+import tensorflow as tf  # type: ignore[import-untyped]
+import tf_keras  # type: ignore[import-untyped]
+from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
 from keras_adamw.core import config, matching, rules, schedule
 from keras_adamw.keras2 import regularizers
@@ -80,7 +80,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
     # compiled call costs more per call than a fused op, and less per element.
     xla_min_size = 0
     # Extra float32 state scalars of a subclass: ((name, initial value), ...).
-    _EXTRA_STATE = ()
+    _EXTRA_STATE: tuple[tuple[str, float], ...] = ()
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings; the state variables are created with the slots."""

@@ -1,5 +1,5 @@
 """tf_keras (Keras 2 API) callbacks of keras-adamw."""
-import tf_keras
+import tf_keras  # type: ignore[import-untyped]
 
 from keras_adamw.monitoring import MonitorMixin
 

@@ -17,7 +17,7 @@ optimizer's call reused that trace on the deleted variables. Traced about once
 per dtype and static options (`reduce_retracing`), compiled once per shape. The
 formulas are `keras_adamw.core.rules` (DESIGN.md section 4).
 """
-import tensorflow as tf
+import tensorflow as tf  # type: ignore[import-untyped]
 
 from keras_adamw.core import rules
 

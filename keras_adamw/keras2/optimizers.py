@@ -10,9 +10,9 @@ together (`keras2.kernels`), from `xla_min_size` elements (SGDW: 2^17; below,
 the decay is its own in-place pass before the fused op). All are fed with
 per-step scalars from `keras_adamw.core`; see DESIGN.md section 4.
 """
-import tensorflow as tf
-import tf_keras
-from tf_keras.src.optimizers.legacy import optimizer_v2
+import tensorflow as tf  # type: ignore[import-untyped]
+import tf_keras  # type: ignore[import-untyped]
+from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
 from keras_adamw.core import config, rules
 from keras_adamw.keras2 import kernels

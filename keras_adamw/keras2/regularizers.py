@@ -6,7 +6,7 @@ tf_keras stores `l1`/`l2` as numpy float arrays; they are read first, then
 import warnings
 
 import numpy as np
-import tf_keras
+import tf_keras  # type: ignore[import-untyped]
 
 from keras_adamw.core import matching
 from keras_adamw.core.config import shortest_decimal

@@ -1,6 +1,6 @@
 """Learning-rate schedules of keras-adamw for tf_keras (the Keras 2 API)."""
-import tensorflow as tf
-import tf_keras
+import tensorflow as tf  # type: ignore[import-untyped]
+import tf_keras  # type: ignore[import-untyped]
 
 from keras_adamw.core.schedule import WarmUpBase
 

@@ -1,5 +1,5 @@
 """Keras 3 callbacks of keras-adamw."""
-import keras
+import keras  # type: ignore[import-untyped]
 
 from keras_adamw.monitoring import MonitorMixin
 

@@ -4,9 +4,9 @@ Subclasses of Keras's own Adam, Nadam and SGD, so clipping, EMA, loss scaling,
 gradient accumulation and learning-rate schedules keep working. The numbers
 come from `keras_adamw.core`; see DESIGN.md section 4.
 """
-import keras
+import keras  # type: ignore[import-untyped]
 import numpy as np
-from keras import ops
+from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.core import config, rules
 from keras_adamw.keras3.base import KERAS_KWARGS, KerasAdamWMixin, check_epsilon

@@ -5,7 +5,7 @@ twice; keras-adamw 1.38 zeroed before reading and returned `{}`.
 """
 import warnings
 
-import keras
+import keras  # type: ignore[import-untyped]
 
 from keras_adamw.core.config import shortest_decimal
 from keras_adamw.core.matching import merge_decays

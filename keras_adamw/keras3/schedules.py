@@ -1,6 +1,6 @@
 """Learning-rate schedules of keras-adamw for Keras 3 (every backend)."""
-import keras
-from keras import ops
+import keras  # type: ignore[import-untyped]
+from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.core.schedule import WarmUpBase
 

@@ -7,8 +7,8 @@ kernel's own correction 1), and the decay, which the kernels cannot express, is
 one in-place pass *before* the kernel; since the kernels read theta only to
 update it, that equals `theta + delta - decay(theta before)`.
 """
-import keras
-import tensorflow as tf
+import keras  # type: ignore[import-untyped]
+import tensorflow as tf  # type: ignore[import-untyped]
 
 
 def _tf_variable(variable):

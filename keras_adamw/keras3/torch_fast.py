@@ -35,7 +35,7 @@ import math
 import weakref
 
 import torch
-from keras import ops
+from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.core import rules
 
@@ -59,7 +59,7 @@ STEP_SCALARS = {
 # Plans per optimizer, one per distinct list of variables (None gradients are
 # filtered by Keras, so a step may update a subset); weak so that the optimizer
 # owns nothing new and pickles/serialises as before.
-_PLANS = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MAX_PLANS = 8
 
 
