@@ -13,9 +13,16 @@ EXTRAS = {
     "torch": ["torch>=2.1"],
     "legacy": ["tf_keras>=2.16"],
     "plot": ["matplotlib>=3.5"],
+    "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
+             "scikit-learn>=1.3", "matplotlib>=3.5"],
 }
-EXTRAS["test"] = (["pytest>=7", "pytest-cov", "ruff==0.17.6", "hypothesis", "optax"]
-                  + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["plot"])
+# Everything `python tests/run_all.py` runs: pytest on every backend (torch is
+# installed first, as the README says), ruff, mypy, the docs build and the package
+# checks.
+EXTRAS["test"] = sorted(set(
+    ["pytest>=7", "pytest-cov", "ruff==0.17.6", "mypy>=1.10", "hypothesis>=6", "optax",
+     "build>=1", "twine>=5", "setuptools>=70.1"]
+    + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["docs"]))
 
 setup(
     name="keras-adamw",
@@ -27,6 +34,8 @@ setup(
     long_description_content_type="text/markdown",
     author="keras-adamw developers",
     license="MIT",
+    keywords=["keras", "adamw", "optimizer", "weight decay", "warm restarts", "sgdr",
+              "tensorflow", "jax", "pytorch", "tf_keras"],
     url="https://github.com/OverLordGoldDragon/keras-adamw",
     packages=find_packages(include=["keras_adamw", "keras_adamw.*"]),
     package_data={"keras_adamw": ["py.typed"]},
@@ -35,10 +44,16 @@ setup(
     extras_require=EXTRAS,
     classifiers=[
         "Development Status :: 5 - Production/Stable",
+        "Intended Audience :: Developers",
         "Intended Audience :: Science/Research",
-        "License :: OSI Approved :: MIT License",
+        "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Software Development :: Libraries :: Python Modules",
+        "Typing :: Typed",
     ],
 )

@@ -1,12 +1,18 @@
 """Runs the whole test suite: every Keras 3 backend and the tf_keras flavour.
 
-Each backend needs its own process (Keras picks it at import). Prints one
-closing line `N passed, N failed, N skipped` and exits non-zero on any failure.
+Each backend needs its own process (Keras picks it at import). Before them, the
+checks of the project as a whole, one count each: `ruff check .`, `mypy
+keras_adamw`, `mkdocs build --strict` of docs/, and the package (`python -m
+build`, `twine check`, the wheel installed into a virtualenv runs `example.py`).
+Prints one closing line `N passed, N failed, N skipped` and exits non-zero on
+any failure.
 
-Usage: python tests/run_all.py [--only tensorflow,jax,torch,keras2,lint] [pytest args]
+Usage: python tests/run_all.py [--only lint,mypy,docs,package,tensorflow,jax,torch,keras2]
+                               [pytest args]
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,20 +62,71 @@ def run_pytest(name, extra_args, workdir):
     return passed, failed, skipped
 
 
-def run_lint():
-    print("\n=== lint: ruff check", flush=True)
-    code = subprocess.call([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT)
-    return (1, 0, 0) if code == 0 else (0, 1, 0)
+def run_check(name, commands, cwd=ROOT):
+    """One pass or one failure for a list of commands run in order (a callable
+    in the list gives its command when its turn comes)."""
+    print(f"\n=== {name}", flush=True)
+    started = time.time()
+    for command in commands:
+        command = command() if callable(command) else command
+        print("$ " + " ".join(str(part) for part in command), flush=True)
+        code = subprocess.call(command, cwd=cwd)
+        if code != 0:
+            print(f"=== {name}: FAILED (exit {code})", flush=True)
+            return 0, 1, 0
+    print(f"=== {name}: ok, {time.time() - started:.0f}s", flush=True)
+    return 1, 0, 0
+
+
+def lint_commands(workdir):
+    return [[sys.executable, "-m", "ruff", "check", "."]]
+
+
+def mypy_commands(workdir):
+    return [[sys.executable, "-m", "mypy", "keras_adamw"]]
+
+
+def docs_commands(workdir):
+    return [[sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+             "-f", "docs/mkdocs.yml", "-d", str(Path(workdir) / "site")]]
+
+
+def package_commands(workdir):
+    """sdist and wheel, `twine check`, and the wheel (not this checkout) running
+    a copy of `example.py` from a virtualenv that sees the installed frameworks."""
+    workdir = Path(workdir)
+    dist, venv, python = workdir / "dist", workdir / "venv", workdir / "venv" / "bin" / "python"
+    shutil.copy(ROOT / "example.py", workdir / "example.py")
+    return [
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+        lambda: [sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.glob("*"))],
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+        lambda: [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+                 *map(str, dist.glob("*.whl"))],
+        [str(python), "-c", ("import keras_adamw, sys; "
+                             f"sys.exit(not keras_adamw.__file__.startswith({str(venv)!r}))")],
+        [str(python), "example.py", "--epochs", "1", "--iterations", "3",
+         "--out", "example.png"],
+    ]
+
+
+CHECKS = {"lint": lint_commands, "mypy": mypy_commands, "docs": docs_commands,
+          "package": package_commands}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="lint,tensorflow,jax,torch,keras2")
+    parser.add_argument("--only",
+                        default="lint,mypy,docs,package,tensorflow,jax,torch,keras2")
     args, pytest_args = parser.parse_known_args()
     totals = [0, 0, 0]
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.only.split(","):
-            result = run_lint() if name == "lint" else run_pytest(name, pytest_args, workdir)
+            if name in CHECKS:
+                result = run_check(name, CHECKS[name](workdir),
+                                   cwd=workdir if name == "package" else ROOT)
+            else:
+                result = run_pytest(name, pytest_args, workdir)
             totals = [a + b for a, b in zip(totals, result)]
     passed, failed, skipped = totals
     print(f"\n{passed} passed, {failed} failed, {skipped} skipped")
