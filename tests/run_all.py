@@ -26,7 +26,8 @@ TESTS = ROOT / "tests"
 # name -> (environment, pytest targets)
 RUNS = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"},
-                   ["tests/core", "tests/keras3", "tests/test_docs.py"]),
+                   ["tests/core", "tests/keras3", "tests/test_docs.py",
+                    "tests/test_examples.py"]),
     "jax": ({"KERAS_BACKEND": "jax"}, ["tests/keras3", "tests/test_docs.py"]),
     "torch": ({"KERAS_BACKEND": "torch"}, ["tests/keras3", "tests/test_docs.py"]),
     "keras2": ({"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1", "KERAS_BACKEND": "tensorflow"},
