@@ -21,7 +21,7 @@ EXTRAS = {
 # checks.
 EXTRAS["test"] = sorted(set(
     ["pytest>=7", "pytest-cov", "ruff==0.17.6", "mypy>=1.10", "hypothesis>=6", "optax",
-     "build>=1", "twine>=5", "setuptools>=70.1"]
+     "build>=1", "twine>=5", "setuptools>=70.1", "PyYAML>=6"]
     + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["docs"]))
 
 setup(

@@ -27,7 +27,7 @@ TESTS = ROOT / "tests"
 RUNS = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"},
                    ["tests/core", "tests/keras3", "tests/test_docs.py",
-                    "tests/test_examples.py"]),
+                    "tests/test_examples.py", "tests/test_ci_configs.py"]),
     "jax": ({"KERAS_BACKEND": "jax"}, ["tests/keras3", "tests/test_docs.py"]),
     "torch": ({"KERAS_BACKEND": "torch"}, ["tests/keras3", "tests/test_docs.py"]),
     "keras2": ({"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1", "KERAS_BACKEND": "tensorflow"},

@@ -64,8 +64,9 @@ def synthetic_task(n, vocab, length, seed=0):
 
 def main(argv=None):
     args = parse_args(argv)
-    sizes = dict(vocab=50, length=16, width=32, heads=2, n_layers=2) if args.quick else \
-        dict(vocab=200, length=32, width=64, heads=4, n_layers=4)
+    quick = {"vocab": 50, "length": 16, "width": 32, "heads": 2, "n_layers": 2}
+    full = {"vocab": 200, "length": 32, "width": 64, "heads": 4, "n_layers": 4}
+    sizes = quick if args.quick else full
     epochs = 1 if args.quick else args.epochs
     batch_size = 16
     keras.utils.set_random_seed(0)

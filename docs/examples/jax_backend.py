@@ -14,12 +14,12 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported
 
-import jax  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import keras
+import numpy as np
 
-from keras_adamw import SGDW  # noqa: E402
-from keras_adamw.utils import K_eval  # noqa: E402
+from keras_adamw import SGDW
+from keras_adamw.utils import K_eval
 
 
 def make_model():

@@ -16,15 +16,15 @@ import tempfile
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf.keras is tf_keras (Keras 2)
 os.environ["TF_KERAS"] = "1"  # keras_adamw follows tf.keras
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.keras.layers import Dense, Input  # noqa: E402
-from tensorflow.keras.models import Model, load_model  # noqa: E402
-from tensorflow.keras.regularizers import l2  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from tensorflow.keras.layers import Dense, Input
+from tensorflow.keras.models import Model, load_model
+from tensorflow.keras.regularizers import l2
 
-import keras_adamw  # noqa: E402
-from keras_adamw import AdamW  # noqa: E402
-from keras_adamw.utils import K_eval  # noqa: E402
+import keras_adamw
+from keras_adamw import AdamW
+from keras_adamw.utils import K_eval
 
 
 def make_model():

@@ -14,12 +14,12 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import torch
 
-from keras_adamw import AdamW  # noqa: E402
-from keras_adamw.utils import K_eval  # noqa: E402
+from keras_adamw import AdamW
+from keras_adamw.utils import K_eval
 
 
 def make_model():
