@@ -90,5 +90,11 @@ def K_eval(x, backend=None):
 
 def _to_numpy(x):
     if type(x).__module__.startswith("torch"):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16: as Keras does
+            import ml_dtypes
+            import torch
+
+            return x.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)
+        return x.numpy()
     return x.numpy()

@@ -14,7 +14,7 @@ import tensorflow as tf  # type: ignore[import-untyped]
 import tf_keras  # type: ignore[import-untyped]
 from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
-from keras_adamw.core import config, matching, rules, schedule
+from keras_adamw.core import config, matching, precision, rules, schedule
 from keras_adamw.keras2 import regularizers
 from keras_adamw.keras2.schedules import WarmUp
 
@@ -139,6 +139,11 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _create_slots(self, var_list):
         """Creates the slots, then resolves the rules of new variables once."""
+        dtypes = [v.dtype.base_dtype.name for v in var_list]
+        # The kernels compute `1 - beta` in the variable's dtype.
+        precision.check_moment_decays({name: getattr(self, name) for name in
+                                       ("beta_1", "beta_2") if hasattr(self, name)},
+                                      sorted(set(dtypes)))
         super()._create_slots(var_list)
         new = [v for v in var_list if optimizer_v2._var_key(v) not in self._rules]
         if not new:
@@ -148,10 +153,22 @@ class KerasAdamWMixin(config.SettingsAttributes):
         paths = list(self._rule_paths.values())
         resolved = matching.resolve_rules(paths, self._settings)
         self._rules = dict(zip(self._rule_paths, resolved))
+        precision.warn_rounded_decays(
+            [variable_path(v) for v in new], [v.dtype.base_dtype.name for v in new],
+            [self._rules[optimizer_v2._var_key(v)] for v in new], self._settings.eta_max,
+            self._constant_learning_rate())
         configured = self._settings.lr_multipliers or self._settings.weight_decays
         if self._settings.init_verbose and configured:
             print(f"{self._name}: per-variable settings\n"
                   + matching.format_table(paths, resolved, self._settings))
+
+    def _constant_learning_rate(self):
+        """The learning rate as a float; None for a schedule or a callable."""
+        lr = self._hyper.get("learning_rate")
+        if isinstance(lr, tf.Variable):
+            with tf.init_scope():
+                return float(tf_keras.backend.get_value(lr))
+        return None if callable(lr) else float(lr)
 
     # ---- per-step scalars ------------------------------------------------------
 

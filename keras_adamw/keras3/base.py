@@ -8,10 +8,11 @@ per-step scalars are computed there, before the variables, and `t_cur`/`eta_t`/
 `lr_t` advance there, after them.
 """
 
-import keras
-from keras import ops
+import keras  # type: ignore[import-untyped]
+import numpy as np
+from keras import ops  # type: ignore[import-untyped]
 
-from keras_adamw.core import config, matching, rules, schedule
+from keras_adamw.core import config, matching, precision, rules, schedule
 from keras_adamw.keras3 import regularizers
 
 # Arguments of `keras.optimizers.Optimizer` passed through unchanged.
@@ -66,11 +67,29 @@ class KerasAdamWMixin(config.SettingsAttributes):
         super().build(variables)
         paths = [variable_path(v) for v in variables]
         self._rules = matching.resolve_rules(paths, self._settings)
+        precision.warn_rounded_decays(
+            paths, [keras.backend.standardize_dtype(v.dtype) for v in variables],
+            self._rules, self._settings.eta_max, self._constant_learning_rate())
         configured = (self._settings.lr_multipliers or self._settings.weight_decays
                       or self._settings.layerwise_lr_decay)
         if self._settings.init_verbose and configured:
             print(f"{self.name}: per-variable settings\n"
                   + matching.format_table(paths, self._rules, self._settings))
+
+    def _constant_learning_rate(self):
+        """The learning rate as a float; None for a schedule or a callable.
+
+        Read eagerly: on TensorFlow the optimizer is built inside the first
+        traced step.
+        """
+        if not isinstance(self._learning_rate, keras.Variable):
+            return None
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf  # type: ignore[import-untyped]
+
+            with tf.init_scope():
+                return float(self._learning_rate.numpy())
+        return float(ops.convert_to_numpy(self._learning_rate))
 
     _math = ops
 
@@ -156,6 +175,25 @@ class KerasAdamWMixin(config.SettingsAttributes):
         decay = rules.decay_term(theta, scalars["c_sign"], scalars["c_linear"], ops)
         self.assign(variable, theta + delta if decay is None else theta + delta - decay)
 
+    def load_own_variables(self, store):
+        """Keras's loading, after refusing the saved state of another optimizer.
+
+        Keras assigns saved optimizer variables by position: a state written by
+        another optimizer (Keras's own have no `t_cur`, `eta_t`, `lr_t`) would be
+        skipped with a warning, or, where the counts happen to agree, assigned
+        to the wrong variables. Both raise here, with the fix.
+        """
+        mismatch = self.built and state_mismatch(store, self.variables)
+        if mismatch:
+            raise ValueError(
+                f"The saved optimizer state does not fit {type(self).__name__} "
+                f"'{self.name}': {mismatch}. It was written by another optimizer or "
+                f"configuration (Keras's own optimizers have no `t_cur`, `eta_t`, "
+                f"`lr_t`) and is not loaded. To resume, compile with the optimizer that "
+                f"wrote it; to load the model weights only and start this optimizer "
+                f"fresh, pass `skip_mismatch=True` to `load_weights`.")
+        super().load_own_variables(store)
+
     def get_config(self):
         settings = config.settings_config(self._settings, keras.saving.serialize_keras_object)
         return {**super().get_config(), **settings, "zero_penalties": self.zero_penalties}
@@ -169,6 +207,19 @@ class KerasAdamWMixin(config.SettingsAttributes):
         return super().from_config(config_, custom_objects=custom_objects)
 
 
+def state_mismatch(store, variables):
+    """Why a saved optimizer state (Keras `store`) does not fit `variables`, or ''."""
+    if len(store.keys()) != len(variables):
+        return f"it holds {len(store.keys())} variables, this optimizer {len(variables)}"
+    for i, variable in enumerate(variables):
+        saved = store[str(i)]
+        kind = np.dtype(keras.backend.standardize_dtype(variable.dtype)).kind
+        if tuple(saved.shape) != tuple(variable.shape) or np.dtype(saved.dtype).kind != kind:
+            return (f"variable {i} (`{variable.path}`, {variable.dtype} "
+                    f"{tuple(variable.shape)}) is saved as {saved.dtype} {tuple(saved.shape)}")
+    return ""
+
+
 def dense_gradient(gradient, dtype):
     """The dense equivalent of a gradient; `IndexedSlices` rows are summed.
 
@@ -176,7 +227,8 @@ def dense_gradient(gradient, dtype):
     repeated rows are summed first and absent rows still decay their moments.
     """
     if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
-        import tensorflow as tf  # only TensorFlow makes IndexedSlices
+        # Only TensorFlow makes IndexedSlices.
+        import tensorflow as tf  # type: ignore[import-untyped]
 
         gradient = tf.convert_to_tensor(gradient)
     return ops.cast(gradient, dtype)

@@ -101,7 +101,8 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
         m, v = self._momentums[index], self._velocities[index]
         v_hat = self._velocity_hats[index] if self.amsgrad else None
         bounds = self._scalar_bounds(s)
-        if BACKEND == "tensorflow" and bounds is None:
+        if BACKEND == "tensorflow" and bounds is None and \
+                keras.backend.standardize_dtype(variable.dtype) in tf_fast.ADAM_DTYPES:
             tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
             tf_fast.adam(variable, m, v, v_hat, grad, s["step_size"], self.beta_1,
                          self.beta_2, self.epsilon)

@@ -10,6 +10,11 @@ update it, that equals `theta + delta - decay(theta before)`.
 import keras  # type: ignore[import-untyped]
 import tensorflow as tf  # type: ignore[import-untyped]
 
+# The fused Adam kernels compute `1 - beta` in the variable's dtype: in bfloat16
+# beta_2 = 0.999 rounds to 1 (the second moment never grows, the step explodes),
+# in float16 `1 - beta_2` is 2% off. Other dtypes take the ops path.
+ADAM_DTYPES = ("float32", "float64")
+
 
 def _tf_variable(variable):
     """Keras's loop passes tf.Variables on TF; slots are Keras variables."""

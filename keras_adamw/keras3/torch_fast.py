@@ -263,6 +263,12 @@ def kernel_weight_decay(group, c_linear, kernel_lr):
     return 0.0
 
 
+def sgd_kernel_works(tensor):
+    """torch's fused SGD kernel leaves float16/bfloat16 CPU tensors unchanged."""
+    return tensor.device.type != "cpu" or tensor.dtype not in (torch.float16,
+                                                                 torch.bfloat16)
+
+
 def axpby_(xs, ys, a, b):
     """`x = a x + b y` for every pair, in one pass over x and y.
 
@@ -275,7 +281,7 @@ def axpby_(xs, ys, a, b):
             torch._foreach_mul_(xs, a)
         return
     weight_decay = (a - 1.0) / b
-    if not math.isfinite(weight_decay):
+    if not math.isfinite(weight_decay) or not sgd_kernel_works(xs[0]):
         torch._foreach_mul_(xs, a)
         torch._foreach_add_(xs, ys, alpha=b)
         return
