@@ -6,7 +6,8 @@ more (and copies it: the pass's `delta` aliases the variable). Each function her
 is one `tf.function(jit_compile=True)` that reads theta, the slots and the
 gradient and writes theta and the slots; XLA fuses it into element-wise loops.
 
-The functions are called from `_resource_apply_dense` with the resource handles
+Used by the tf_keras optimizers (`_resource_apply_dense`) and by the Keras 3
+`NadamW` on the TensorFlow backend (`keras3.tf_fast`), with the resource handles
 of the variable and its slots (a replica's component variables under
 `tf.distribute`) and per-step scalars already cast to the variable's dtype, so
 they work eagerly, inside `tf.function`, inlined into a `jit_compile=True` train
@@ -37,10 +38,11 @@ def _assign(handle, value):
     tf.raw_ops.AssignVariableOp(resource=handle, value=value)
 
 
-def _decayed(theta, decay):
-    """`theta - (c_sign sign(theta) + c_linear theta)`; `decay = (c_sign, c_linear)`."""
+def _updated(theta, delta, decay):
+    """`theta + delta - (c_sign sign(theta) + c_linear theta)`, `decay = (c_sign, c_linear)`,
+    summed in the order of the ops path (so both round alike)."""
     term = rules.decay_term(theta, decay[0], decay[1], TF_MATH)
-    return theta if term is None else theta - term
+    return theta + delta if term is None else theta + delta - term
 
 
 @_compiled
@@ -59,7 +61,8 @@ def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, eps
         lr: `eta lr_v`, a scalar of the variable's dtype.
         bias_correction: `sqrt(1 - b2^t) / (1 - b1^t)`.
         decay: `(c_sign, c_linear)` of `core.rules.decay_term`; each may be None.
-        beta_1, beta_2, epsilon: Python floats (static).
+        beta_1, beta_2, epsilon: Python floats (static), used as given: `1 - beta`
+            is computed in Python, then rounded to the variable's dtype.
 
     Returns:
         A scalar to depend on.
@@ -67,13 +70,13 @@ def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, eps
     dtype = grad.dtype
     theta = _read(var, dtype)
     m_new, v_new = rules.adam_moments(_read(m, dtype), _read(v, dtype), grad,
-                                      tf.constant(beta_1, dtype), tf.constant(beta_2, dtype))
+                                      beta_1, beta_2)
     v_used = v_new
     if vhat is not None:
         v_used = tf.maximum(_read(vhat, dtype), v_new)
         _assign(vhat, v_used)
     direction = rules.adam_direction(m_new, v_used, tf.constant(epsilon, dtype), TF_MATH)
-    _assign(var, _decayed(theta, decay) - (lr * bias_correction) * direction)
+    _assign(var, _updated(theta, -(lr * bias_correction) * direction, decay))
     _assign(m, m_new)
     _assign(v, v_new)
     return tf.constant(True)
@@ -98,10 +101,10 @@ def nadamw(var, m, v, grad, lr, coefficients, decay, beta_1, beta_2, epsilon):
     dtype = grad.dtype
     theta = _read(var, dtype)
     m_new, v_new = rules.adam_moments(_read(m, dtype), _read(v, dtype), grad,
-                                      tf.constant(beta_1, dtype), tf.constant(beta_2, dtype))
+                                      beta_1, beta_2)
     direction = rules.nadam_direction(m_new, v_new, grad, coefficients,
                                       tf.constant(epsilon, dtype), TF_MATH)
-    _assign(var, _decayed(theta, decay) - lr * direction)
+    _assign(var, _updated(theta, -lr * direction, decay))
     _assign(m, m_new)
     _assign(v, v_new)
     return tf.constant(True)
@@ -134,5 +137,5 @@ def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
         velocity_new, delta = rules.sgd_step(_read(velocity, grad.dtype), grad, lr,
                                              momentum, nesterov)
         _assign(velocity, velocity_new)
-    _assign(var, _decayed(theta, decay) + delta)
+    _assign(var, _updated(theta, delta, decay))
     return tf.constant(True)

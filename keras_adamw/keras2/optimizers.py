@@ -6,16 +6,17 @@ variable without decay is updated by TensorFlow's fused training op where one
 expresses the rule (`ResourceApplyAdam`, `ResourceApplyAdamWithAmsgrad`,
 `ResourceApplyKerasMomentum`, `ResourceApplyGradientDescent`); a decayed variable
 (every NadamW variable) by one XLA-compiled pass that applies rule and decay
-together (`keras2.kernels`), from `xla_min_size` elements (SGDW: 2^17; below,
+together (`keras_adamw.tf_kernels`), from `xla_min_size` elements (SGDW: 2^17; below,
 the decay is its own in-place pass before the fused op). All are fed with
 per-step scalars from `keras_adamw.core`; see DESIGN.md section 4.
 """
+import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
 import tf_keras  # type: ignore[import-untyped]
 from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
+from keras_adamw import tf_kernels as kernels
 from keras_adamw.core import config, rules
-from keras_adamw.keras2 import kernels
 from keras_adamw.keras2.base import (
     KERAS_KWARGS,
     TF_MATH,
@@ -34,6 +35,11 @@ def _assign_moments(optimizer, var, grad, s):
     use_locking = optimizer._use_locking
     return (tf.compat.v1.assign(m, m_new, use_locking=use_locking),
             tf.compat.v1.assign(v, v_new, use_locking=use_locking))
+
+
+def _float32_betas(optimizer):
+    """The betas as the fused ops and tf_keras's Adam/Nadam hold them (float32)."""
+    return float(np.float32(optimizer.beta_1)), float(np.float32(optimizer.beta_2))
 
 
 def _adam_scalars(optimizer, t):
@@ -133,7 +139,7 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         vhat = self.get_slot(var, "vhat").handle if self.amsgrad else None
         return kernels.adamw(var.handle, self.get_slot(var, "m").handle,
                              self.get_slot(var, "v").handle, vhat, grad, scalars["lr"],
-                             scalars["bias_correction"], decay, self.beta_1, self.beta_2,
+                             scalars["bias_correction"], decay, *_float32_betas(self),
                              self.epsilon)
 
     def _apply_rule(self, grad, var, scalars):
@@ -246,7 +252,7 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
                                                 "v_correction")}
         return kernels.nadamw(var.handle, self.get_slot(var, "m").handle,
                               self.get_slot(var, "v").handle, grad, scalars["lr"],
-                              coefficients, decay, self.beta_1, self.beta_2, self.epsilon)
+                              coefficients, decay, *_float32_betas(self), self.epsilon)
 
     def _apply_rule(self, grad, var, scalars):
         """Composite TensorFlow ops (below `xla_min_size`, or with bounds)."""

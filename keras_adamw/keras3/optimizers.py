@@ -188,12 +188,16 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
         grad, s = self._variable_context(gradient, variable)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
+        bounds = self._scalar_bounds(s)
+        if BACKEND == "tensorflow" and bounds is None and \
+                keras.backend.standardize_dtype(variable.dtype) in tf_fast.ADAM_DTYPES:
+            tf_fast.nadamw(variable, m, v, grad, s, self.beta_1, self.beta_2, self.epsilon)
+            return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
                                           grad, self.beta_1, self.beta_2)
         self.assign(m, m_new)
         self.assign(v, v_new)
-        bounds = self._scalar_bounds(s)
         if bounds is None:
             delta = -s["step_size"] * rules.nadam_direction(m_new, v_new, grad, s,
                                                             self.epsilon, ops)

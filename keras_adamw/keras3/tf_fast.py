@@ -10,6 +10,8 @@ update it, that equals `theta + delta - decay(theta before)`.
 import keras  # type: ignore[import-untyped]
 import tensorflow as tf  # type: ignore[import-untyped]
 
+from keras_adamw import tf_kernels
+
 # The fused Adam kernels compute `1 - beta` in the variable's dtype: in bfloat16
 # beta_2 = 0.999 rounds to 1 (the second moment never grows, the step explodes),
 # in float16 `1 - beta_2` is 2% off. Other dtypes take the ops path.
@@ -51,6 +53,15 @@ def adam(variable, m, v, v_hat, grad, step_size, beta_1, beta_2, epsilon):
         tf.raw_ops.ResourceApplyAdam(**common)
     else:
         tf.raw_ops.ResourceApplyAdamWithAmsgrad(vhat=_handle(v_hat), **common)
+
+
+def nadamw(variable, m, v, grad, scalars, beta_1, beta_2, epsilon):
+    """NadamW's moments, step and decay in one XLA-compiled pass (no fused TF op
+    expresses Dozat's schedule; `tf_kernels.nadamw`)."""
+    coefficients = {k: scalars[k] for k in ("grad_weight", "momentum_weight", "v_correction")}
+    tf_kernels.nadamw(_handle(variable), _handle(m), _handle(v), grad, scalars["step_size"],
+                      coefficients, (scalars["c_sign"], scalars["c_linear"]), beta_1, beta_2,
+                      epsilon)
 
 
 def momentum(variable, velocity, grad, step_size, momentum_, nesterov):

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 from keras2_helpers import assert_close
 
-from keras_adamw.keras2 import SGDW, AdamW, NadamW, kernels
+from keras_adamw import tf_kernels as kernels
+from keras_adamw.keras2 import SGDW, AdamW, NadamW
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPE = (6, 4)
