@@ -282,6 +282,29 @@ def check_beta(name, value):
     return check_number(name, value, low=0, high=1, high_open=True)
 
 
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_float_variables(paths, dtypes):
+    """Refuses an integer, boolean or complex variable, by name, before any state exists.
+
+    The update rules (and the Keras kernels) are defined for real floating-point
+    variables only; without this check the frameworks fail deep in a kernel
+    (TensorFlow) or silently round every update to zero (JAX).
+
+    Args:
+        paths: the variables' paths, in the optimizer's order.
+        dtypes: their dtype names (`"float32"`, `"int32"`, ...).
+    """
+    for index, (path, dtype) in enumerate(zip(paths, dtypes)):
+        if str(dtype) not in FLOAT_DTYPES:
+            raise TypeError(
+                f"Argument `var_list` must contain floating-point variables only "
+                f"({', '.join(FLOAT_DTYPES)}). Received: var_list[{index}]={path!r} of "
+                f"dtype {dtype}. Leave it out of the optimizer's variables (e.g. "
+                f"trainable=False), or create it with a float dtype.")
+
+
 def split_kwargs(cls, learning_rate, kwargs, framework_kwargs):
     """Separates `lr=`, keras-adamw extras and framework arguments; refuses the rest.
 

@@ -148,14 +148,18 @@ def resolve_rules(paths, settings):
         multipliers.append(value * factor)
         used_multipliers.add(key)
         used_layerwise.add(layerwise_key)
-    decays = {}
+    decays, decay_keys = {}, {}
     unmatched_decays = []
     for key, pair in settings.weight_decays.items():
         path = match_decay_key(key, paths)
         if path is None:
             unmatched_decays.append(key)
-        else:
-            decays[path] = pair
+            continue
+        if decays.get(path, pair) != pair:  # the later key wins: say so
+            warnings.warn(f"`weight_decays` keys {decay_keys[path]!r} and {key!r} both "
+                          f"name variable {path!r}; the later one is used: {pair}.",
+                          UserWarning, stacklevel=3)
+        decays[path], decay_keys[path] = pair, key
     warn_unmatched("lr_multipliers",
                    [k for k in settings.lr_multipliers if k not in used_multipliers], paths)
     warn_unmatched("weight_decays", unmatched_decays, paths)

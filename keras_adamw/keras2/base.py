@@ -134,6 +134,9 @@ class KerasAdamWMixin(config.SettingsAttributes):
     lr_t = property(lambda self: self._state_variables()["lr_t"])
 
     def _create_all_weights(self, var_list):
+        # Before any slot exists: a refused variable leaves nothing half-built.
+        config.check_float_variables([variable_path(v) for v in var_list],
+                                     [v.dtype.base_dtype.name for v in var_list])
         self._state_variables()
         super()._create_all_weights(var_list)
 

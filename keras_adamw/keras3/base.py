@@ -64,12 +64,13 @@ class KerasAdamWMixin(config.SettingsAttributes):
         """Creates the slots, then resolves per-variable rules once, by path."""
         if self.built:
             return
-        super().build(variables)
         paths = [variable_path(v) for v in variables]
+        dtypes = [keras.backend.standardize_dtype(v.dtype) for v in variables]
+        config.check_float_variables(paths, dtypes)
+        super().build(variables)
         self._rules = matching.resolve_rules(paths, self._settings)
-        precision.warn_rounded_decays(
-            paths, [keras.backend.standardize_dtype(v.dtype) for v in variables],
-            self._rules, self._settings.eta_max, self._constant_learning_rate())
+        precision.warn_rounded_decays(paths, dtypes, self._rules, self._settings.eta_max,
+                                      self._constant_learning_rate())
         configured = (self._settings.lr_multipliers or self._settings.weight_decays
                       or self._settings.layerwise_lr_decay)
         if self._settings.init_verbose and configured:
