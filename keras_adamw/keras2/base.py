@@ -65,7 +65,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
     Placed before `OptimizerV2` in the bases. Subclasses implement
     `_step_coefficients(lr, t)` (per-step float32 scalars, once per step),
     `_apply_compiled(grad, var, scalars, decay)` (one variable's update and
-    decay in one `keras2.kernels` call), `_apply_rule(grad, var, scalars)`
+    decay in one `keras_adamw.tf_kernels` call), `_apply_rule(grad, var, scalars)`
     (the update without decay, TensorFlow ops, clipped to `scalars["bounds"]`
     when not None) and `_effective_rate(var, step_size, iterations)`, from
     those scalars cast to the variable's dtype; `scalars["lr"]` is `eta * lr_v`.
@@ -249,7 +249,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
         With a decay (or for a rule without a fused TensorFlow kernel), a
         variable of at least `xla_min_size` elements is updated by one
-        XLA-compiled pass (`keras2.kernels`) that reads theta, the slots and the
+        XLA-compiled pass (`keras_adamw.tf_kernels`) that reads theta, the slots and the
         gradient and writes all of them. Otherwise (and with per-element
         `effective_lr_bounds`) by the rule's TensorFlow ops (`_apply_rule`: a
         fused kernel where one exists), after an in-place decay pass if there
