@@ -130,7 +130,8 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
 
     def _step_coefficients(self, lr, t):
         step = _adam_scalars(self, t)
-        step["bias_correction"] = rules.adam_bias_correction(self.beta_1, self.beta_2, t,
+        # From the betas the moments are updated with, so the step is consistent.
+        step["bias_correction"] = rules.adam_bias_correction(*_float32_betas(self), t,
                                                              TF_MATH)
         step["lr_t_factor"] = lr * step["bias_correction"]
         return step
@@ -237,13 +238,13 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
 
     def _step_coefficients(self, lr, t):
         step = _adam_scalars(self, t)
-        u_t = rules.nadam_momentum(self.beta_1, self.schedule_decay, t, TF_MATH)
-        u_next = rules.nadam_momentum(self.beta_1, self.schedule_decay, t + 1.0, TF_MATH)
+        beta_1, beta_2 = _float32_betas(self)  # as the moments and tf_keras's Nadam
+        u_t = rules.nadam_momentum(beta_1, self.schedule_decay, t, TF_MATH)
+        u_next = rules.nadam_momentum(beta_1, self.schedule_decay, t + 1.0, TF_MATH)
         cache = self._state_variables()["momentum_cache"]
         u_product = tf.identity(tf.compat.v1.assign(cache, cache * u_t,
                                                     use_locking=self._use_locking))
-        step.update(rules.nadam_coefficients(u_t, u_next, u_product, self.beta_2, t,
-                                             TF_MATH))
+        step.update(rules.nadam_coefficients(u_t, u_next, u_product, beta_2, t, TF_MATH))
         step["lr_t_factor"] = lr
         return step
 
