@@ -270,7 +270,8 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         return var.assign_sub(delta, use_locking=self._use_locking, read_value=False)
 
     def _effective_rate(self, var, step_size, iterations):
-        v_correction = 1.0 / rules.one_minus_power(self.beta_2, iterations, TF_MATH)
+        v_correction = 1.0 / rules.one_minus_power(_float32_betas(self)[1], iterations,
+                                                   TF_MATH)
         return rules.adaptive_rate(step_size, self.get_slot(var, "v").read_value(),
                                    self.epsilon, TF_MATH, tf.cast(v_correction, var.dtype))
 
