@@ -577,6 +577,29 @@ class ReferenceOptimizer:
         if self.kind == "adamw":
             self.lr_t *= adam_step_factor(t, self.beta_1, self.beta_2)
 
+    def effective_learning_rate(self, i, multiplier) -> np.ndarray:
+        """Per-element rate of the last update of variable ``i`` (section 4),
+        from ``lr_t`` and the moments as they are now, clipped to the bounds.
+
+        AdamW ``lr_t mult / (sqrt(v or vhat) + eps)`` (``lr_t`` holds the bias
+        correction); NadamW ``lr_t mult / (sqrt(v / (1 - b2^t)) + eps)``; SGDW
+        ``lr_t mult`` in the variable's shape.
+        """
+        t = self.iterations
+        rate = self.lr_t * multiplier
+        if self.kind == "sgdw":
+            rate = np.full(self.shapes[i], rate)
+        elif self.kind == "adamw":
+            v = self.vhat[i] if self.amsgrad else self.v[i]
+            rate = rate / (np.sqrt(v) + self.epsilon)
+        else:
+            rate = rate / (np.sqrt(self.v[i] / (1.0 - self.beta_2**t)) + self.epsilon)
+        if self.effective_lr_bounds is None:
+            return rate
+        lower, upper = (None if b is None else float(b(t - 1) if callable(b) else b)
+                        for b in self.effective_lr_bounds)
+        return np.clip(rate, lower, upper)
+
 
 __all__ = [
     "KINDS",

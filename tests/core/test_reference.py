@@ -69,6 +69,25 @@ def test_adam_first_step_by_hand():
     assert opt.lr_t == pytest.approx(lr * math.sqrt(0.001) / 0.1, rel=1e-14)
 
 
+def test_effective_learning_rate_first_step_by_hand():
+    # t=1: the applied step is rate * m with rate = lr sqrt(1-b2)/(1-b1) / (sqrt(v) + eps)
+    # (AdamW), lr / (sqrt(v/(1-b2)) + eps) (NadamW), lr (SGDW); times the multiplier,
+    # then clipped to the bounds.
+    lr, b1, b2, eps, multiplier = 0.1, 0.9, 0.999, 1e-7, 0.5
+    g = np.array([0.5, -2.0, 0.0])
+    adam = ReferenceOptimizer("adamw", [(3,)], learning_rate=lr, epsilon=eps, multipliers=[0.5])
+    adam.step([np.zeros(3)], [g])
+    expected = lr * multiplier * math.sqrt(1 - b2) / (1 - b1) / (math.sqrt(1 - b2) * np.abs(g) + eps)
+    np.testing.assert_allclose(adam.effective_learning_rate(0, multiplier), expected, rtol=1e-13)
+    nadam = ReferenceOptimizer("nadamw", [(3,)], learning_rate=lr, epsilon=eps)
+    nadam.step([np.zeros(3)], [g])
+    np.testing.assert_allclose(nadam.effective_learning_rate(0, 1.0), lr / (np.abs(g) + eps),
+                               rtol=1e-12)
+    sgd = ReferenceOptimizer("sgdw", [(3,)], learning_rate=lr, effective_lr_bounds=(0.0, 0.05))
+    sgd.step([np.zeros(3)], [g])
+    np.testing.assert_array_equal(sgd.effective_learning_rate(0, 1.0), [0.05] * 3)
+
+
 def test_adam_two_steps_exact_arithmetic():
     # b1=0.5, b2=0.75, eps=0, lr=1, g = 1 then 2.
     # step 1: m=0.5, v=0.25, alpha = sqrt(0.25)/0.5 = 1, update = 1 * 0.5/0.5 = 1
