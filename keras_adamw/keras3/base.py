@@ -90,7 +90,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
             with tf.init_scope():
                 return float(self._learning_rate.numpy())
-        return float(ops.convert_to_numpy(self._learning_rate))
+        return float(self._learning_rate.value)  # a 0-d jax or torch tensor
 
     _math = ops
 
