@@ -3,12 +3,13 @@
 Subclasses of tf_keras's legacy `OptimizerV2`, so clipping, gradient
 transformers, loss scaling, `tf.distribute` and `get_updates` keep working. A
 variable without decay is updated by TensorFlow's fused training op where one
-expresses the rule (`ResourceApplyAdam`, `ResourceApplyAdamWithAmsgrad`,
-`ResourceApplyKerasMomentum`, `ResourceApplyGradientDescent`); a decayed variable
-(every NadamW variable) by one XLA-compiled pass that applies rule and decay
-together (`keras_adamw.tf_kernels`), from `xla_min_size` elements (SGDW: 2^17; below,
-the decay is its own in-place pass before the fused op). All are fed with
-per-step scalars from `keras_adamw.core`; see DESIGN.md section 4.
+expresses the rule (`ResourceApplyAdam`, `ResourceApplyKerasMomentum`,
+`ResourceApplyGradientDescent`); a decayed variable (every NadamW variable, and
+every amsgrad AdamW variable: `ResourceApplyAdamWithAmsgrad` has no XLA kernel)
+by one XLA-compiled pass that applies rule and decay together
+(`keras_adamw.tf_kernels`), from `xla_min_size` elements (SGDW: 2^17; below, the
+decay is its own in-place pass before the fused op). All are fed with per-step
+scalars from `keras_adamw.core`; see DESIGN.md section 4.
 """
 import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
@@ -96,10 +97,12 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
             convention lambda), `exclude_from_weight_decay` (regexes of names).
 
     Attributes:
-        xla_min_size: a decayed variable with at least this many elements is
-            updated (rule and decay) in one XLA-compiled pass, compiled once per
-            shape on first use; smaller ones, or all if `None`, by
-            `ResourceApplyAdam` after an in-place decay pass. Default 0.
+        xla_min_size: a decayed variable (any variable with `amsgrad`) with at
+            least this many elements is updated (rule and decay) in one
+            XLA-compiled pass, compiled once per shape on first use; smaller
+            ones, or all if `None`, by `ResourceApplyAdam[WithAmsgrad]` after an
+            in-place decay pass (the amsgrad kernel has no XLA version: keep
+            the default in `jit_compile` steps). Default 0.
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
@@ -121,6 +124,12 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
             use_cosine_annealing=use_cosine_annealing, lr_multipliers=lr_multipliers,
             weight_decays=weight_decays, autorestart=autorestart, init_verbose=init_verbose,
             eta_min=eta_min, eta_max=eta_max, t_cur=t_cur)
+
+    @property
+    def _FUSED_RULE(self):
+        # TensorFlow has no XLA kernel for `ResourceApplyAdamWithAmsgrad`: it
+        # failed in `jit_compile` train steps, the compiled pass works in all.
+        return not self.amsgrad
 
     def _create_slots(self, var_list):
         for slot in ("m", "v") + (("vhat",) if self.amsgrad else ()):

@@ -103,9 +103,8 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
         bounds = self._scalar_bounds(s)
         if BACKEND == "tensorflow" and bounds is None and \
                 keras.backend.standardize_dtype(variable.dtype) in tf_fast.ADAM_DTYPES:
-            tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
-            tf_fast.adam(variable, m, v, v_hat, grad, s["step_size"], self.beta_1,
-                         self.beta_2, self.epsilon)
+            tf_fast.adamw(variable, m, v, v_hat, grad, s, self.beta_1, self.beta_2,
+                          self.epsilon)
             return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),

@@ -1,0 +1,138 @@
+"""Keras 3 AdamW on TensorFlow: a decayed variable takes one XLA-compiled pass.
+
+A variable with a decay (every variable with amsgrad) is updated by
+`keras_adamw.tf_kernels.adamw` (rule and decay in one pass), one without by the
+fused `ResourceApplyAdam`. Both follow
+the float64 oracle on variables and slots after 30 updates (amsgrad on/off,
+float32 and float64, eager, `tf.function` and `jit_compile` steps, and an
+`IndexedSlices` gradient with repeated rows on a decayed table).
+"""
+import keras
+import numpy as np
+import pytest
+from helpers import BACKEND
+from reference import ReferenceOptimizer, densify
+
+import keras_adamw
+from keras_adamw.utils import K_eval
+
+pytestmark = pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="the compiled AdamW pass (keras_adamw.tf_kernels) is TensorFlow's")
+
+STEPS = 30
+SHAPES = {"a_kernel": (6, 5), "a_bias": (5,), "b_kernel": (5, 3), "table": (8, 3)}
+SPARSE_INDICES = np.array([1, 3, 1, 6, 3, 1])  # duplicates; rows 0, 2, 4, 5, 7 absent
+LIBRARY = {"learning_rate": 0.01, "lr_multipliers": {"b_": 2.0},
+           "weight_decays": {"a_kernel": (1e-3, 2e-2)}, "weight_decay": 0.05,
+           "exclude_from_weight_decay": ["bias"], "use_cosine_annealing": True,
+           "total_iterations": 12, "init_verbose": False}
+ORACLE = {"learning_rate": 0.01, "multipliers": [1.0, 1.0, 2.0, 1.0],
+          "l1_l2": [(1e-3, 2e-2), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)], "weight_decay": 0.05,
+          "decay_mask": [True, False, True, True], "use_cosine_annealing": True,
+          "total_iterations": 12}
+DECAYED = {"a_kernel", "b_kernel", "table"}  # a_bias is excluded: the fused kernel
+
+
+def make_variables(dtype):
+    rng = np.random.default_rng(0)
+    return [keras.Variable(rng.normal(size=shape), dtype=dtype, name=name)
+            for name, shape in SHAPES.items()]
+
+
+def make_oracle(amsgrad):
+    # Both paths take float32 betas on TensorFlow, also for float64 variables.
+    return ReferenceOptimizer("adamw", list(SHAPES.values()), beta_1=float(np.float32(0.9)),
+                              beta_2=float(np.float32(0.999)), epsilon=keras.config.epsilon(),
+                              amsgrad=amsgrad, **ORACLE)
+
+
+def make_step(optimizer, variables, mode):
+    def step(grads):
+        optimizer.apply(grads, variables)
+
+    if mode == "eager":
+        return step
+    import tensorflow as tf
+
+    return tf.function(step, jit_compile=(mode == "jit"))
+
+
+def gradients(rng, dtype, sparse):
+    """Native gradients (the table's as `IndexedSlices` if sparse) and float64 dense ones."""
+    import tensorflow as tf
+
+    dense = [rng.normal(size=shape) for shape in SHAPES.values()]
+    native = [tf.constant(g, dtype) for g in dense]
+    if sparse:
+        values = rng.normal(size=(len(SPARSE_INDICES), SHAPES["table"][1]))
+        native[3] = tf.IndexedSlices(tf.constant(values, dtype), tf.constant(SPARSE_INDICES),
+                                     tf.constant(SHAPES["table"], tf.int64))
+        dense[3] = densify(values, SPARSE_INDICES, SHAPES["table"])
+    return native, dense
+
+
+def assert_close(what, actual, expected):
+    expected = np.asarray(expected, np.float64)
+    scale = max(1e-30, float(np.max(np.abs(expected))))
+    np.testing.assert_allclose(np.asarray(K_eval(actual), np.float64), expected, rtol=1e-5,
+                               atol=1e-6 * scale, err_msg=what)
+
+
+CASES = [("eager", False, "float32", False), ("eager", True, "float64", False),
+         ("function", False, "float32", True), ("function", True, "float32", False),
+         ("function", False, "float64", False), ("jit", True, "float32", True),
+         ("jit", False, "float64", False)]
+
+
+@pytest.mark.parametrize("mode,amsgrad,dtype,sparse", CASES,
+                         ids=["-".join(map(str, case)) for case in CASES])
+def test_matches_oracle(mode, amsgrad, dtype, sparse):
+    variables = make_variables(dtype)
+    optimizer = keras_adamw.AdamW(amsgrad=amsgrad, **LIBRARY)
+    optimizer.build(variables)
+    oracle = make_oracle(amsgrad)
+    params = [np.asarray(K_eval(v), np.float64) for v in variables]
+    step = make_step(optimizer, variables, mode)
+    rng = np.random.default_rng(1)
+    for _ in range(STEPS):
+        native, dense = gradients(rng, dtype, sparse)
+        step(native)
+        params = oracle.step(params, dense)
+    slots = {"m": (optimizer._momentums, oracle.m), "v": (optimizer._velocities, oracle.v)}
+    if amsgrad:
+        slots["vhat"] = (optimizer._velocity_hats, oracle.vhat)
+    for i, name in enumerate(SHAPES):
+        assert_close(name, variables[i], params[i])
+        for slot, (ours, expected) in slots.items():
+            assert_close(f"{name}/{slot}", ours[i], expected[i])
+    assert int(K_eval(optimizer.iterations)) == STEPS
+    assert int(K_eval(optimizer.t_cur)) == oracle.t_cur
+    assert_close("eta_t", optimizer.eta_t, oracle.eta_t)
+    assert_close("lr_t", optimizer.lr_t, oracle.lr_t)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_decayed_variables_take_the_compiled_pass(monkeypatch, amsgrad):
+    """Compiled with a decay, fused without; amsgrad always compiled (TensorFlow
+    has no XLA kernel for `ResourceApplyAdamWithAmsgrad`)."""
+    from keras_adamw import tf_kernels
+    from keras_adamw.keras3 import tf_fast
+
+    shapes = {"compiled": [], "fused": []}
+
+    def spy(path, function, grad_position):
+        def wrapper(*args, **kwargs):
+            shapes[path].append(tuple(args[grad_position].shape))
+            return function(*args, **kwargs)
+        return wrapper
+
+    # (var, m, v, vhat, grad, ...) and (variable, m, v, grad, ...)
+    monkeypatch.setattr(tf_kernels, "adamw", spy("compiled", tf_kernels.adamw, 4))
+    monkeypatch.setattr(tf_fast, "adam", spy("fused", tf_fast.adam, 3))
+    variables = make_variables("float32")
+    optimizer = keras_adamw.AdamW(amsgrad=amsgrad, **LIBRARY)
+    optimizer.apply([np.ones(shape, "float32") for shape in SHAPES.values()], variables)
+    compiled = SHAPES if amsgrad else DECAYED
+    assert sorted(shapes["compiled"]) == sorted(SHAPES[name] for name in compiled)
+    assert shapes["fused"] == ([] if amsgrad else [SHAPES["a_bias"]])
