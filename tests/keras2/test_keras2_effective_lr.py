@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
+from bound_cases import BOUNDS, upper_bound
 from keras2_helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
@@ -22,17 +23,6 @@ OPTIMIZERS = {
 }
 
 
-def upper_bound(iterations):
-    """A callable bound of the iteration count (named: it serialises safely)."""
-    return 0.012 + 0.0005 * iterations
-
-
-BOUNDS = {
-    "off": None,
-    "both": (8e-3, 1.5e-2),
-    "lower_only": (1e-2, None),
-    "callable_upper": (None, upper_bound),
-}
 MULTIPLIERS = [1.0, 1.0, 0.5, 0.5]
 
 

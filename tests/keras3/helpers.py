@@ -67,3 +67,18 @@ def densified(grads):
             g = tf.convert_to_tensor(g)
         out.append(np.asarray(K_eval(g), dtype=np.float64))
     return out
+
+
+def step_with_oracle(optimizer, variables, oracle, steps, seed=0):
+    """`steps` updates of random float64 gradients (float32 to ours) on both; asserts
+    the variables equal the oracle's (rtol 1e-5) and returns the oracle's values."""
+    params = numpy_values(variables)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        dense = [rng.normal(size=p.shape) for p in params]
+        optimizer.apply([g.astype("float32") for g in dense], variables)
+        params = oracle.step(params, dense)
+    for variable, expected in zip(variables, params):
+        np.testing.assert_allclose(K_eval(variable), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+    return params

@@ -7,7 +7,8 @@ learning rate with `reference.ReferenceOptimizer(effective_lr_bounds=...)`.
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values, small_model
+from bound_cases import BOUNDS, upper_bound
+from helpers import BACKEND, small_model, step_with_oracle
 from reference import ReferenceOptimizer
 
 import keras_adamw
@@ -22,17 +23,6 @@ OPTIMIZERS = {
 }
 
 
-def upper_bound(iterations):
-    """A callable bound of the iteration count (named: it serialises safely)."""
-    return 0.012 + 0.0005 * iterations
-
-
-BOUNDS = {
-    "off": None,
-    "both": (8e-3, 1.5e-2),
-    "lower_only": (1e-2, None),
-    "callable_upper": (None, upper_bound),
-}
 
 
 @pytest.mark.parametrize("bounds_case", sorted(BOUNDS))
@@ -54,16 +44,8 @@ def test_bounded_trajectory_and_effective_lr_match_oracle(optimizer_case, bounds
     if kind == "adamw" and BACKEND == "tensorflow" and bounds is None:
         oracle_kwargs["beta_1"], oracle_kwargs["beta_2"] = map(
             float, np.float32([0.9, 0.999]))  # TF's fused kernels (see test_oracle.py)
-    params = numpy_values(variables)
-    oracle = ReferenceOptimizer(kind, [p.shape for p in params], **oracle_kwargs)
-    rng = np.random.default_rng(0)
-    for _ in range(STEPS):
-        dense = [rng.normal(size=p.shape) for p in params]
-        optimizer.apply([g.astype("float32") for g in dense], variables)
-        params = oracle.step(params, dense)
-    for variable, expected in zip(variables, params):
-        np.testing.assert_allclose(K_eval(variable), expected, rtol=1e-5, atol=1e-6,
-                                   err_msg=variable.path)
+    oracle = ReferenceOptimizer(kind, [tuple(v.shape) for v in variables], **oracle_kwargs)
+    step_with_oracle(optimizer, variables, oracle, STEPS)
     for i, variable in enumerate(variables):
         expected = oracle.effective_learning_rate(i, multipliers[i])
         actual = K_eval(optimizer.effective_learning_rate(variable))

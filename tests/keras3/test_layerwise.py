@@ -10,7 +10,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values
+from helpers import BACKEND, numpy_values, step_with_oracle
 from reference import ReferenceOptimizer
 
 import keras_adamw
@@ -54,14 +54,7 @@ def run_against_oracle(optimizer, model, kind, **oracle_extra):
     params = numpy_values(variables)
     oracle = ReferenceOptimizer(kind, [p.shape for p in params],
                                 **oracle_kwargs(kind, optimizer), **oracle_extra)
-    rng = np.random.default_rng(0)
-    for _ in range(STEPS):
-        dense = [rng.normal(size=p.shape) for p in params]
-        optimizer.apply([g.astype("float32") for g in dense], variables)
-        params = oracle.step(params, dense)
-    for variable, expected in zip(variables, params):
-        np.testing.assert_allclose(K_eval(variable), expected, rtol=1e-5, atol=1e-6,
-                                   err_msg=variable.path)
+    step_with_oracle(optimizer, variables, oracle, STEPS)
     if kind != "sgdw":
         for slot, expected in zip(optimizer._velocities, oracle.v):
             np.testing.assert_allclose(K_eval(slot), expected, rtol=1e-5, atol=1e-9)
