@@ -14,6 +14,7 @@ import tensorflow as tf  # type: ignore[import-untyped]
 import tf_keras  # type: ignore[import-untyped]
 from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
+from keras_adamw import native, tf_kernels
 from keras_adamw.core import config, matching, precision, rules, schedule
 from keras_adamw.keras2 import regularizers
 from keras_adamw.keras2.schedules import WarmUp
@@ -64,8 +65,8 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     Placed before `OptimizerV2` in the bases. Subclasses implement
     `_step_coefficients(lr, t)` (per-step float32 scalars, once per step),
-    `_apply_compiled(grad, var, scalars, decay)` (one variable's update and
-    decay in one `keras_adamw.tf_kernels` call), `_apply_rule(grad, var, scalars)`
+    `_apply_compiled(grad, var, scalars, decay, kernels)` (one variable's update
+    and decay in one call of `keras_adamw.native` or `keras_adamw.tf_kernels`), `_apply_rule(grad, var, scalars)`
     (the update without decay, TensorFlow ops, clipped to `scalars["bounds"]`
     when not None) and `_effective_rate(var, step_size, iterations)`, from
     those scalars cast to the variable's dtype; `scalars["lr"]` is `eta * lr_v`.
@@ -79,6 +80,11 @@ class KerasAdamWMixin(config.SettingsAttributes):
     # or all with None, by TensorFlow ops (decay first, as its own pass). A
     # compiled call costs more per call than a fused op, and less per element.
     xla_min_size = 0
+    # Whether a single-pass native op (`keras_adamw.native`) expresses the rule.
+    _NATIVE_RULE = True
+    # Use the native ops where they can run (CPU, float32/64, outside XLA); they
+    # take precedence over the XLA kernels and `xla_min_size`.
+    native_kernels = True
     # Extra float32 state scalars of a subclass: ((name, initial value), ...).
     _EXTRA_STATE: tuple[tuple[str, float], ...] = ()
 
@@ -247,26 +253,33 @@ class KerasAdamWMixin(config.SettingsAttributes):
     def _resource_apply_dense(self, grad, var, apply_state=None):
         """One variable's update, decay from theta before it (DESIGN.md section 4).
 
-        With a decay (or for a rule without a fused TensorFlow kernel), a
-        variable of at least `xla_min_size` elements is updated by one
-        XLA-compiled pass (`keras_adamw.tf_kernels`) that reads theta, the slots and the
-        gradient and writes all of them. Otherwise (and with per-element
-        `effective_lr_bounds`) by the rule's TensorFlow ops (`_apply_rule`: a
-        fused kernel where one exists), after an in-place decay pass if there
-        is a decay.
+        With a decay (or for a rule without a fused TensorFlow kernel), one
+        single-pass kernel reads theta, the slots and the gradient and writes all
+        of them (`_single_pass_kernels`). Otherwise (and with per-element
+        `effective_lr_bounds`) the rule's TensorFlow ops (`_apply_rule`: a fused
+        kernel where one exists), after an in-place decay pass if there is a
+        decay.
         """
         scalars = self._scalars(var, apply_state)
         decay = (scalars["decay_sign"], scalars["decay_linear"])
         has_decay = decay[0] is not None or decay[1] is not None
-        compiled = scalars["bounds"] is None and self._compiled(var)
-        if (has_decay or not self._FUSED_RULE) and compiled:
-            return self._apply_compiled(grad, var, scalars, decay)
+        if (has_decay or not self._FUSED_RULE) and scalars["bounds"] is None:
+            kernels = self._single_pass_kernels(var)
+            if kernels is not None:
+                return self._apply_compiled(grad, var, scalars, decay, kernels)
         if not has_decay:
             return self._apply_rule(grad, var, scalars)
         with tf.control_dependencies([grad]):  # TF1 graphs: after the forward pass
             decay_op = self._apply_decay(var, decay)
         with tf.control_dependencies([decay_op]):
             return self._apply_rule(grad, var, scalars)
+
+    def _single_pass_kernels(self, var):
+        """`keras_adamw.native` where it runs (`native_kernels`), else
+        `keras_adamw.tf_kernels` from `xla_min_size` elements, else None."""
+        if self.native_kernels and self._NATIVE_RULE and native.usable(var):
+            return native
+        return tf_kernels if self._compiled(var) else None
 
     def _compiled(self, var):
         """Whether `var` updates by an XLA-compiled kernel (`xla_min_size`)."""

@@ -4,10 +4,11 @@ Subclasses of tf_keras's legacy `OptimizerV2`, so clipping, gradient
 transformers, loss scaling, `tf.distribute` and `get_updates` keep working. A
 variable without decay is updated by TensorFlow's fused training op where one
 expresses the rule (`ResourceApplyAdam`, `ResourceApplyKerasMomentum`,
-`ResourceApplyGradientDescent`); a decayed variable (every NadamW variable, and
-every amsgrad AdamW variable: `ResourceApplyAdamWithAmsgrad` has no XLA kernel)
-by one XLA-compiled pass that applies rule and decay together
-(`keras_adamw.tf_kernels`), from `xla_min_size` elements (SGDW: 2^17; below, the
+`ResourceApplyGradientDescent`). A decayed AdamW or SGDW variable, and every
+amsgrad AdamW variable, by one single-pass native op that applies rule and decay
+together (`keras_adamw.native`; on CPU, float32/float64, outside XLA); where
+that cannot run, and for every NadamW variable, by one XLA-compiled pass
+(`keras_adamw.tf_kernels`) from `xla_min_size` elements (SGDW: 2^17; below, the
 decay is its own in-place pass before the fused op). All are fed with per-step
 scalars from `keras_adamw.core`; see DESIGN.md section 4.
 """
@@ -16,7 +17,6 @@ import tensorflow as tf  # type: ignore[import-untyped]
 import tf_keras  # type: ignore[import-untyped]
 from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
-from keras_adamw import tf_kernels as kernels
 from keras_adamw.core import config, rules
 from keras_adamw.keras2.base import (
     KERAS_KWARGS,
@@ -97,12 +97,15 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
             convention lambda), `exclude_from_weight_decay` (regexes of names).
 
     Attributes:
-        xla_min_size: a decayed variable (any variable with `amsgrad`) with at
-            least this many elements is updated (rule and decay) in one
-            XLA-compiled pass, compiled once per shape on first use; smaller
-            ones, or all if `None`, by `ResourceApplyAdam[WithAmsgrad]` after an
-            in-place decay pass (the amsgrad kernel has no XLA version: keep
-            the default in `jit_compile` steps). Default 0.
+        native_kernels: update a decayed variable (any variable with `amsgrad`)
+            by the single-pass native op (`keras_adamw.native`) where it runs: a
+            CPU variable of float32/float64 outside `jit_compile`. Default True.
+        xla_min_size: otherwise, such a variable with at least this many
+            elements is updated (rule and decay) in one XLA-compiled pass,
+            compiled once per shape on first use; smaller ones, or all if
+            `None`, by `ResourceApplyAdam[WithAmsgrad]` after an in-place decay
+            pass (the amsgrad kernel has no XLA version: keep the default in
+            `jit_compile` steps). Default 0.
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
@@ -145,7 +148,7 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         step["lr_t_factor"] = lr * step["bias_correction"]
         return step
 
-    def _apply_compiled(self, grad, var, scalars, decay):
+    def _apply_compiled(self, grad, var, scalars, decay, kernels):
         vhat = self.get_slot(var, "vhat").handle if self.amsgrad else None
         return kernels.adamw(var.handle, self.get_slot(var, "m").handle,
                              self.get_slot(var, "v").handle, vhat, grad, scalars["lr"],
@@ -212,12 +215,13 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         (others): as `AdamW`, without `amsgrad`.
 
     Attributes:
-        xla_min_size: as `AdamW`, for every variable (there is no fused Nadam
-            kernel; below it, composite TensorFlow ops). Default 0.
+        xla_min_size: as `AdamW`, for every variable (there is no fused or native
+            Nadam kernel; below it, composite TensorFlow ops). Default 0.
     """
 
     _EXTRA_STATE = (("momentum_cache", 1.0),)
     _FUSED_RULE = False
+    _NATIVE_RULE = False  # no native Nadam op: the XLA kernel is 0.3x legacy Nadam
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
@@ -257,7 +261,7 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         step["lr_t_factor"] = lr
         return step
 
-    def _apply_compiled(self, grad, var, scalars, decay):
+    def _apply_compiled(self, grad, var, scalars, decay, kernels):
         coefficients = {k: scalars[k] for k in ("grad_weight", "momentum_weight",
                                                 "v_correction")}
         return kernels.nadamw(var.handle, self.get_slot(var, "m").handle,
@@ -308,6 +312,7 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         (others): as `AdamW`, without the Adam arguments.
 
     Attributes:
+        native_kernels: as `AdamW`, for a decayed variable. Default True.
         xla_min_size: as `AdamW` (below it, `ResourceApplyKerasMomentum` after
             an in-place decay pass). Default 2^17.
     """
@@ -359,7 +364,7 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
     def _effective_rate(self, var, step_size, iterations):
         return tf.broadcast_to(step_size, var.shape)
 
-    def _apply_compiled(self, grad, var, scalars, decay):
+    def _apply_compiled(self, grad, var, scalars, decay, kernels):
         if not self._momentum:
             return kernels.sgdw(var.handle, None, grad, scalars["lr"], None, decay, False)
         return kernels.sgdw(var.handle, self.get_slot(var, "momentum").handle, grad,

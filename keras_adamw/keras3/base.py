@@ -39,7 +39,16 @@ class KerasAdamWMixin(config.SettingsAttributes):
     Placed before a Keras optimizer in the bases. Subclasses implement
     `_step_coefficients(lr, t)` (per-step scalars, once per step) and
     `update_step` (one variable, from those scalars).
+
+    Attributes:
+        native_kernels: on the TensorFlow backend, update a decayed AdamW or
+            SGDW variable (any amsgrad AdamW variable) by the single-pass native
+            op (`keras_adamw.native`) where it runs: a CPU variable of
+            float32/float64 outside `jit_compile`. Default True; False takes the
+            XLA-compiled pass (AdamW) or the decay pass and fused op (SGDW).
     """
+
+    native_kernels = True
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings and the `t_cur`/`eta_t`/`lr_t` variables."""

@@ -104,7 +104,7 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
         if BACKEND == "tensorflow" and bounds is None and \
                 keras.backend.standardize_dtype(variable.dtype) in tf_fast.ADAM_DTYPES:
             tf_fast.adamw(variable, m, v, v_hat, grad, s, self.beta_1, self.beta_2,
-                          self.epsilon)
+                          self.epsilon, self.native_kernels)
             return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
@@ -266,9 +266,8 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
             velocity = self.momentums[self._get_variable_index(variable)]
         step_size = rules.clip_rate(s["step_size"], self._scalar_bounds(s), ops)
         if BACKEND == "tensorflow":
-            tf_fast.apply_decay(variable, s["c_sign"], s["c_linear"])
-            tf_fast.momentum(variable, velocity, grad, step_size, self.momentum,
-                             self.nesterov)
+            tf_fast.sgdw(variable, velocity, grad, step_size, self.momentum, self.nesterov,
+                         s["c_sign"], s["c_linear"], self.native_kernels)
             return
         theta = ops.convert_to_tensor(variable)
         new_velocity, delta = rules.sgd_step(

@@ -13,7 +13,7 @@ import keras  # type: ignore[import-untyped]
 import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
 
-from keras_adamw import tf_kernels
+from keras_adamw import native, tf_kernels
 
 # The fused Adam kernels compute `1 - beta` in the variable's dtype: in bfloat16
 # beta_2 = 0.999 rounds to 1 (the second moment never grows, the step explodes),
@@ -54,27 +54,29 @@ def adam(variable, m, v, grad, step_size, beta_1, beta_2, epsilon):
         beta2=tf.cast(beta_2, grad.dtype), epsilon=tf.cast(epsilon, grad.dtype), grad=grad)
 
 
-def adamw(variable, m, v, v_hat, grad, scalars, beta_1, beta_2, epsilon):
+def adamw(variable, m, v, v_hat, grad, scalars, beta_1, beta_2, epsilon, native_ok=True):
     """AdamW's moments, step and decay (amsgrad with `v_hat`).
 
-    Without a decay or amsgrad, the fused kernel (`adam`). Otherwise one
-    XLA-compiled pass (`tf_kernels.adamw`) that reads theta, the slots and the
-    gradient once and writes theta and the slots: the fused kernel after a
-    separate decay pass reads and writes theta twice and copies it (0.90x of
-    Keras's AdamW on 400 tensors / 2M parameters in `tf.function`, against
-    0.62x), and `ResourceApplyAdamWithAmsgrad` has no XLA kernel (a
-    `jit_compile` step failed). The betas are float32, as the fused kernel
-    receives them (`tf.cast` of a Python float goes through float32) and as the
-    bias correction in `step_size` is computed, so both paths agree.
+    Without a decay or amsgrad, the fused kernel (`adam`). Otherwise one pass
+    that reads theta, the slots and the gradient once and writes theta and the
+    slots: the native op where it runs, else `tf_kernels.adamw` (XLA). The fused
+    kernel after a separate decay pass reads and writes theta twice and copies
+    it (0.90x of Keras's AdamW on 400 tensors / 2M parameters in `tf.function`,
+    against 0.62x for the XLA pass), and `ResourceApplyAdamWithAmsgrad` has no
+    XLA kernel (a `jit_compile` step failed). The betas are float32, as the
+    fused kernel receives them (`tf.cast` of a Python float goes through
+    float32) and as the bias correction in `step_size` is computed, so all
+    paths agree. `native_ok=False` keeps off the native op.
     """
     step_size, c_sign, c_linear = scalars["step_size"], scalars["c_sign"], scalars["c_linear"]
     if v_hat is None and c_sign is None and c_linear is None:
         adam(variable, m, v, grad, step_size, beta_1, beta_2, epsilon)
         return
-    tf_kernels.adamw(_handle(variable), _handle(m), _handle(v),
-                     None if v_hat is None else _handle(v_hat), grad, step_size, 1.0,
-                     (c_sign, c_linear), float(np.float32(beta_1)), float(np.float32(beta_2)),
-                     epsilon)
+    kernels = native if native_ok and native.usable(_tf_variable(variable)) else tf_kernels
+    kernels.adamw(_handle(variable), _handle(m), _handle(v),
+                  None if v_hat is None else _handle(v_hat), grad, step_size, 1.0,
+                  (c_sign, c_linear), float(np.float32(beta_1)), float(np.float32(beta_2)),
+                  epsilon)
 
 
 def nadamw(variable, m, v, grad, scalars, beta_1, beta_2, epsilon):
@@ -84,6 +86,20 @@ def nadamw(variable, m, v, grad, scalars, beta_1, beta_2, epsilon):
     tf_kernels.nadamw(_handle(variable), _handle(m), _handle(v), grad, scalars["step_size"],
                       coefficients, (scalars["c_sign"], scalars["c_linear"]), beta_1, beta_2,
                       epsilon)
+
+
+def sgdw(variable, velocity, grad, step_size, momentum_, nesterov, c_sign, c_linear,
+         native_ok=True):
+    """Keras-convention momentum SGD and the decay: `vel = mu vel - lr g;
+    theta += vel - decay(theta)`. With a decay, the native op where it runs (and
+    `native_ok`); otherwise the decay pass, then the fused kernel (`momentum`)."""
+    decayed = c_sign is not None or c_linear is not None
+    if decayed and native_ok and native.usable(_tf_variable(variable)):
+        native.sgdw(_handle(variable), None if velocity is None else _handle(velocity), grad,
+                    step_size, momentum_, (c_sign, c_linear), nesterov)
+        return
+    apply_decay(variable, c_sign, c_linear)
+    momentum(variable, velocity, grad, step_size, momentum_, nesterov)
 
 
 def momentum(variable, velocity, grad, step_size, momentum_, nesterov):

@@ -3,7 +3,8 @@
 One case table; each case runs 50 updates (dense, or with an `IndexedSlices`
 gradient with repeated rows) and compares variables, slots and
 `iterations`/`t_cur`/`eta_t`/`lr_t` to `reference.ReferenceOptimizer`, once with
-the XLA-compiled kernels (`xla_min_size=0`) and once with TensorFlow ops only.
+the native single-pass ops (`keras_adamw.native`), once with the XLA-compiled
+kernels (`xla_min_size=0`) and once with TensorFlow ops only.
 """
 import dataclasses
 
@@ -21,6 +22,7 @@ from keras2_helpers import (
     make_variables,
 )
 
+from keras_adamw import native
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 
 STEPS = 50
@@ -128,16 +130,18 @@ def compare(optimizer, variables, oracle, params, what):
         assert_close(get(optimizer._state_variables()["momentum_cache"]), oracle.u_product)
 
 
-XLA_MIN_SIZE = {"xla": 0, "tf-ops": None}  # the two update paths
+# The three update paths: (native_kernels, xla_min_size).
+UPDATE_PATHS = {"native": (True, 0), "xla": (False, 0), "tf-ops": (False, None)}
 
 
-@pytest.mark.parametrize("update", XLA_MIN_SIZE)
+@pytest.mark.parametrize("update", UPDATE_PATHS)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_matches_oracle(case, update):
     learning_rate = 0.05 if case.kind == "sgdw" else 0.01
     optimizer = CLASSES[case.kind](learning_rate=learning_rate, init_verbose=False,
                                    **case.options)
-    optimizer.xla_min_size = XLA_MIN_SIZE[update]
+    optimizer.native_kernels, optimizer.xla_min_size = UPDATE_PATHS[update]
+    assert update != "native" or native.library() is not None, "native ops not built"
     variables = make_variables()
     oracle = oracle_for(case, learning_rate)
     params = [v.numpy().astype(np.float64) for v in variables]

@@ -1,11 +1,13 @@
-"""Keras 3 AdamW on TensorFlow: a decayed variable takes one XLA-compiled pass.
+"""Keras 3 AdamW and SGDW on TensorFlow: a decayed variable takes one pass.
 
-A variable with a decay (every variable with amsgrad) is updated by
-`keras_adamw.tf_kernels.adamw` (rule and decay in one pass), one without by the
-fused `ResourceApplyAdam`. Both follow
-the float64 oracle on variables and slots after 30 updates (amsgrad on/off,
-float32 and float64, eager, `tf.function` and `jit_compile` steps, and an
-`IndexedSlices` gradient with repeated rows on a decayed table).
+A variable with a decay (every AdamW variable with amsgrad) is updated by the
+native op `keras_adamw.native` outside XLA, by `keras_adamw.tf_kernels` (XLA)
+inside `jit_compile` or with `native_kernels=False` (rule and decay in one pass
+either way; SGDW then takes a decay pass and the fused op), one without by the
+fused `ResourceApplyAdam`. All follow the float64 oracle on variables and slots
+after 30 updates (amsgrad on/off, float32 and float64, eager, `tf.function` and
+`jit_compile` steps, and an `IndexedSlices` gradient with repeated rows on a
+decayed table).
 """
 import keras
 import numpy as np
@@ -85,11 +87,13 @@ CASES = [("eager", False, "float32", False), ("eager", True, "float64", False),
          ("jit", False, "float64", False)]
 
 
+@pytest.mark.parametrize("native_kernels", [True, False], ids=["native", "xla"])
 @pytest.mark.parametrize("mode,amsgrad,dtype,sparse", CASES,
                          ids=["-".join(map(str, case)) for case in CASES])
-def test_matches_oracle(mode, amsgrad, dtype, sparse):
+def test_matches_oracle(mode, amsgrad, dtype, sparse, native_kernels):
     variables = make_variables(dtype)
     optimizer = keras_adamw.AdamW(amsgrad=amsgrad, **LIBRARY)
+    optimizer.native_kernels = native_kernels
     optimizer.build(variables)
     oracle = make_oracle(amsgrad)
     params = [np.asarray(K_eval(v), np.float64) for v in variables]
@@ -112,14 +116,12 @@ def test_matches_oracle(mode, amsgrad, dtype, sparse):
     assert_close("lr_t", optimizer.lr_t, oracle.lr_t)
 
 
-@pytest.mark.parametrize("amsgrad", [False, True])
-def test_decayed_variables_take_the_compiled_pass(monkeypatch, amsgrad):
-    """Compiled with a decay, fused without; amsgrad always compiled (TensorFlow
-    has no XLA kernel for `ResourceApplyAdamWithAmsgrad`)."""
-    from keras_adamw import tf_kernels
+def spy_on(monkeypatch):
+    """Shapes of the gradients given to the native, XLA and fused AdamW kernels."""
+    from keras_adamw import native, tf_kernels
     from keras_adamw.keras3 import tf_fast
 
-    shapes = {"compiled": [], "fused": []}
+    shapes = {"native": [], "compiled": [], "fused": []}
 
     def spy(path, function, grad_position):
         def wrapper(*args, **kwargs):
@@ -128,11 +130,69 @@ def test_decayed_variables_take_the_compiled_pass(monkeypatch, amsgrad):
         return wrapper
 
     # (var, m, v, vhat, grad, ...) and (variable, m, v, grad, ...)
+    monkeypatch.setattr(native, "adamw", spy("native", native.adamw, 4))
     monkeypatch.setattr(tf_kernels, "adamw", spy("compiled", tf_kernels.adamw, 4))
     monkeypatch.setattr(tf_fast, "adam", spy("fused", tf_fast.adam, 3))
+    return shapes
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("mode", ["eager", "function", "jit", "native_kernels=False"])
+def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
+    """Native outside XLA, compiled inside it or when switched off; fused without
+    a decay; amsgrad never fused (TensorFlow has no XLA kernel for
+    `ResourceApplyAdamWithAmsgrad`)."""
+    from keras_adamw import native
+
+    assert native.library() is not None, "the native ops were not built"
+    shapes = spy_on(monkeypatch)
     variables = make_variables("float32")
     optimizer = keras_adamw.AdamW(amsgrad=amsgrad, **LIBRARY)
-    optimizer.apply([np.ones(shape, "float32") for shape in SHAPES.values()], variables)
-    compiled = SHAPES if amsgrad else DECAYED
-    assert sorted(shapes["compiled"]) == sorted(SHAPES[name] for name in compiled)
+    optimizer.native_kernels = mode != "native_kernels=False"
+    optimizer.build(variables)
+    step = make_step(optimizer, variables, mode if mode in ("function", "jit") else "eager")
+    step([np.ones(shape, "float32") for shape in SHAPES.values()])
+    one_pass = SHAPES if amsgrad else DECAYED
+    path = "native" if mode in ("eager", "function") else "compiled"
+    assert sorted(shapes[path]) == sorted(SHAPES[name] for name in one_pass)
     assert shapes["fused"] == ([] if amsgrad else [SHAPES["a_bias"]])
+    other = "compiled" if path == "native" else "native"
+    assert shapes[other] == []
+
+
+SGD_LIBRARY = {**LIBRARY, "learning_rate": 0.05, "momentum": 0.9}
+SGD_ORACLE = {**ORACLE, "learning_rate": 0.05, "momentum": float(np.float32(0.9))}
+
+
+@pytest.mark.parametrize("native_kernels", [True, False], ids=["native", "decay-pass"])
+@pytest.mark.parametrize("mode,nesterov,dtype", [("eager", False, "float32"),
+                                                 ("function", True, "float32"),
+                                                 ("function", False, "float64"),
+                                                 ("jit", True, "float32")])
+def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels):
+    """The native op (decayed variables, outside XLA) or the decay pass and
+    `ResourceApplyKerasMomentum` follow the oracle."""
+    from keras_adamw import native as native_ops
+
+    calls = []
+    sgdw = native_ops.sgdw
+    monkeypatch.setattr(native_ops, "sgdw", lambda *a, **k: calls.append(1) or sgdw(*a, **k))
+    variables = make_variables(dtype)
+    optimizer = keras_adamw.SGDW(nesterov=nesterov, **SGD_LIBRARY)
+    optimizer.native_kernels = native_kernels
+    optimizer.build(variables)
+    oracle = ReferenceOptimizer("sgdw", list(SHAPES.values()), nesterov=nesterov,
+                                **SGD_ORACLE)
+    params = [np.asarray(K_eval(v), np.float64) for v in variables]
+    step = make_step(optimizer, variables, mode)
+    rng = np.random.default_rng(2)
+    for _ in range(STEPS):
+        native, dense = gradients(rng, dtype, sparse=False)
+        step(native)
+        params = oracle.step(params, dense)
+    for i, name in enumerate(SHAPES):
+        assert_close(name, variables[i], params[i])
+        assert_close(f"{name}/velocity", optimizer.momentums[i], oracle.velocity[i])
+    native_used = native_kernels and mode != "jit"
+    assert len(calls) == (len(DECAYED) * (STEPS if mode == "eager" else 1)
+                          if native_used else 0)

@@ -1,0 +1,195 @@
+"""Single-pass TensorFlow CPU kernels: AdamW and SGDW with the decay in the same pass.
+
+TensorFlow's fused training ops cannot apply a decoupled decay, and an
+XLA-compiled pass on the CPU is several element-wise loops (about 40 bytes per
+float32 AdamW parameter, against the 28 of `ResourceApplyAdam`). The ops of
+`update_ops.cc` read theta, the slots and the gradient once and write theta and
+the slots once, with the per-step scalars of `keras_adamw.core.rules` computed
+once per step by the optimizer.
+
+The library is compiled on first use against the installed TensorFlow (about
+15 s, with `g++`, or `$CXX`) into `$KERAS_ADAMW_CACHE_DIR` (default
+`~/.cache/keras_adamw`), named by a hash of the source, the TensorFlow version
+and the compiler, and loaded from there afterwards. `KERAS_ADAMW_NATIVE=0`
+skips it; where it cannot be built, a `RuntimeWarning` says why once and the
+optimizers use the XLA-compiled kernels (`keras_adamw.tf_kernels`), with the
+same numbers. The ops run on CPU variables of float32 and float64, outside XLA
+compilation (`jit_compile=True` steps use the XLA kernels).
+"""
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import shlex
+import subprocess
+import tempfile
+import warnings
+
+import tensorflow as tf  # type: ignore[import-untyped]
+
+SOURCE = pathlib.Path(__file__).with_name("update_ops.cc")
+SWITCH = "KERAS_ADAMW_NATIVE"  # "0": never build or use the library
+CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"
+DTYPES = (tf.float32, tf.float64)
+# -fno-math-errno lets `sqrt` vectorise (the results are the same IEEE values).
+OPTIMIZE = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-w"]
+LOGGER = logging.getLogger("keras_adamw")
+
+
+def cache_dir():
+    """Where the compiled library is kept."""
+    if os.environ.get(CACHE_DIR):
+        return pathlib.Path(os.environ[CACHE_DIR])
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "keras_adamw"
+
+
+def build_command(output):
+    """The compiler call that builds `SOURCE` into `output`."""
+    compiler = shlex.split(os.environ.get("CXX") or "g++")
+    return (compiler + OPTIMIZE + [str(SOURCE), "-o", str(output)]
+            + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags())
+
+
+def library_path():
+    """The cached library for this source, TensorFlow and compiler."""
+    key = hashlib.sha256(SOURCE.read_bytes())
+    key.update(" ".join([tf.__version__, tf.sysconfig.get_lib()]
+                        + build_command("x")).encode())
+    return cache_dir() / f"update_ops-{key.hexdigest()[:16]}.so"
+
+
+def build(path):
+    """Compiles the library into `path` (written whole, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(handle)
+    command = build_command(partial)
+    LOGGER.info("keras_adamw: building the native TensorFlow kernels (once): %s",
+                shlex.join(command))
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                                check=False)
+        if result.returncode != 0:
+            raise OSError(f"{shlex.join(command[:1])} exited with {result.returncode}: "
+                          f"{result.stderr.strip()[-2000:]}")
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+@functools.cache
+def library():
+    """The loaded op library, or None (switched off, or it could not be built)."""
+    if os.environ.get(SWITCH, "1") == "0":
+        return None
+    try:
+        path = library_path()
+        if not path.exists():
+            build(path)
+        return tf.load_op_library(str(path))
+    except (OSError, subprocess.SubprocessError, tf.errors.OpError) as error:
+        warnings.warn(
+            f"keras_adamw: the native TensorFlow kernels are not available ({error}); "
+            f"decayed variables update through the XLA-compiled kernels instead "
+            f"(same numbers, slower on the CPU). Install a C++ compiler (g++, or set "
+            f"CXX), or set {SWITCH}=0 to skip them without this warning.",
+            RuntimeWarning, stacklevel=2)
+        return None
+
+
+def in_xla_context():
+    """Whether ops built now are compiled by XLA (a `jit_compile=True` function)."""
+    try:
+        from tensorflow.python.ops import (  # type: ignore[import-untyped]
+            control_flow_util,
+        )
+    except ImportError:  # TensorFlow moved it: assume XLA, the path that always works
+        return True
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _on_cpu(device):
+    device_type = tf.DeviceSpec.from_string(device or "").device_type
+    if device_type:
+        return device_type == "CPU"
+    return all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
+
+
+def usable(variable):
+    """Whether the native ops can update `variable` here (a tf.Variable)."""
+    return (variable.dtype.base_dtype in DTYPES and _on_cpu(variable.device)
+            and not in_xla_context() and library() is not None)
+
+
+def _decay_inputs(decay, dtype):
+    """`(c_sign, c_linear)` as tensors (0 where absent) and the op's flags."""
+    c_sign, c_linear = decay
+    zero = tf.zeros([], dtype)
+    return ({"c_sign": zero if c_sign is None else c_sign,
+             "c_linear": zero if c_linear is None else c_linear},
+            {"decay_sign": c_sign is not None, "decay_linear": c_linear is not None})
+
+
+def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, epsilon):
+    """AdamW on one variable in one pass (amsgrad when `vhat` is a handle); the
+    signature of `tf_kernels.adamw`.
+
+    ```
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2   (amsgrad: vhat = max(vhat, v))
+    theta = theta - lr bias_correction m / (sqrt(v or vhat) + eps) - decay(theta)
+    ```
+
+    Args:
+        var, m, v: resource handles of the variable and its slots (`vhat` too,
+            or None).
+        grad: the dense gradient.
+        lr: `eta lr_v`, a scalar of the variable's dtype.
+        bias_correction: `sqrt(1 - b2^t) / (1 - b1^t)` (scalar, or 1.0 when
+            folded into `lr`).
+        decay: `(c_sign, c_linear)` of `core.rules.decay_term`; each may be None.
+        beta_1, beta_2, epsilon: Python floats; `1 - beta` is computed in
+            Python, then rounded to the variable's dtype (as `tf_kernels.adamw`).
+
+    Returns:
+        The op.
+    """
+    dtype = grad.dtype
+    scalars, flags = _decay_inputs(decay, dtype)
+    return library().keras_adamw_apply_adamw(
+        var=var, m=m, v=v, vhat=[] if vhat is None else [vhat], grad=grad,
+        neg_step=-(lr * bias_correction), beta_1=tf.constant(beta_1, dtype),
+        one_minus_beta_1=tf.constant(1.0 - beta_1, dtype), beta_2=tf.constant(beta_2, dtype),
+        one_minus_beta_2=tf.constant(1.0 - beta_2, dtype),
+        epsilon=tf.constant(epsilon, dtype), **scalars, **flags)
+
+
+def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
+    """SGDW on one variable in one pass, Keras momentum convention; the signature
+    of `tf_kernels.sgdw`.
+
+    ```
+    velocity = mu velocity - lr g
+    theta = theta + velocity - decay(theta)    (nesterov: + mu velocity - lr g)
+    ```
+    Without a velocity: `theta = theta - lr g - decay(theta)`.
+
+    Args:
+        var: the variable's resource handle.
+        velocity: the momentum slot's handle, or None.
+        lr: `eta lr_v`, a scalar of the variable's dtype.
+        momentum: `mu`, a scalar tensor or number (unused without a velocity).
+        nesterov: Python bool.
+        (others): as `adamw`.
+
+    Returns:
+        The op.
+    """
+    dtype = grad.dtype
+    scalars, flags = _decay_inputs(decay, dtype)
+    momentum = tf.zeros([], dtype) if velocity is None else tf.cast(momentum, dtype)
+    return library().keras_adamw_apply_sgdw(
+        var=var, velocity=[] if velocity is None else [velocity], grad=grad, lr=lr,
+        momentum=momentum, nesterov=nesterov, **scalars, **flags)

@@ -1,0 +1,226 @@
+"""The native single-pass ops (`keras_adamw.native`): build, fallback, semantics.
+
+The numbers of the native path are checked against the oracle in
+`test_keras2_oracle.py` (and `tests/keras3/test_tf_compiled_adamw.py`); here:
+the ops equal the XLA kernels they replace, a tensor read before an update keeps
+its value, bad inputs fail with TensorFlow errors that say what is wrong, the
+optimizers pick the native op only where it can run, and a machine without a
+compiler gets a warning that names the fix and the same numbers.
+"""
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras2_helpers import assert_close
+
+from keras_adamw import native, tf_kernels
+from keras_adamw.keras2 import SGDW, AdamW, NadamW
+
+SHAPE = (300, 7)
+DECAYS = [(None, None), (None, 0.01), (0.002, None), (0.002, 0.01)]
+
+
+@pytest.fixture(autouse=True)
+def _library_built():
+    assert native.library() is not None, "the native ops were not built on this machine"
+
+
+def _variables(seed, count):
+    rng = np.random.default_rng(seed)
+    values = [rng.normal(size=SHAPE) for _ in range(count)]
+    values[2:] = [np.abs(v) for v in values[2:]]  # second moments are not negative
+    return [tf.Variable(v.astype("float32")) for v in values]
+
+
+def _decay(decay):
+    return tuple(None if c is None else tf.constant(c, tf.float32) for c in decay)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decay", DECAYS, ids=str)
+def test_adamw_op_equals_xla_kernel(decay, amsgrad):
+    """Same arithmetic in the same order: after 10 steps equal to a few float32
+    ulps of the tensor's scale (XLA's division and square root round alike up to
+    an ulp)."""
+    count = 4 if amsgrad else 3
+    runs = []
+    for kernels in (native, tf_kernels):
+        variables = _variables(0, count)
+        grads = np.random.default_rng(1).normal(size=(10,) + SHAPE).astype("float32")
+        for grad in grads:
+            handles = [v.handle for v in variables] + ([] if amsgrad else [None])
+            kernels.adamw(*handles, tf.constant(grad), tf.constant(0.01), tf.constant(0.3),
+                          _decay(decay), 0.8999999761581421, 0.9990000128746033, 1e-7)
+        runs.append([v.numpy() for v in variables])
+    for ours, xla in zip(*runs):
+        assert_close(ours, xla, rtol=1e-6, floor=3e-7)
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(None, False), (0.9, False), (0.9, True)])
+@pytest.mark.parametrize("decay", DECAYS, ids=str)
+def test_sgdw_op_equals_xla_kernel(decay, momentum, nesterov):
+    runs = []
+    for kernels in (native, tf_kernels):
+        var, velocity = _variables(2, 2)
+        grads = np.random.default_rng(3).normal(size=(10,) + SHAPE).astype("float32")
+        for grad in grads:
+            kernels.sgdw(var.handle, None if momentum is None else velocity.handle,
+                         tf.constant(grad), tf.constant(0.05),
+                         None if momentum is None else tf.constant(momentum),
+                         _decay(decay), nesterov)
+        runs.append([var.numpy(), velocity.numpy()])
+    for ours, xla in zip(*runs):
+        assert_close(ours, xla, rtol=1e-6, floor=3e-7)
+
+
+def test_adamw_op_float64():
+    var, m, v = (tf.Variable(np.full(SHAPE, x)) for x in (1.0, 0.5, 0.25))
+    native.adamw(var.handle, m.handle, v.handle, None, tf.ones(SHAPE, tf.float64),
+                 tf.constant(0.1, tf.float64), 1.0, (None, tf.constant(0.01, tf.float64)),
+                 0.9, 0.999, 1e-7)
+    m_new, v_new = 0.9 * 0.5 + 0.1, 0.999 * 0.25 + 0.001
+    expected = 1.0 - 0.1 * m_new / (np.sqrt(v_new) + 1e-7) - 0.01
+    np.testing.assert_allclose(var.numpy(), expected, rtol=1e-15)
+    np.testing.assert_allclose(m.numpy(), m_new, rtol=1e-15)
+    np.testing.assert_allclose(v.numpy(), v_new, rtol=1e-15)
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_a_value_read_before_the_update_keeps_it(mode):
+    """The op writes in place only into a buffer nobody else holds (as
+    TensorFlow's training ops, it copies a buffer shared with a read)."""
+    var, velocity = _variables(4, 2)
+    start, velocity_start = var.numpy(), velocity.numpy()
+
+    def read_then_update():
+        before = var.value()
+        native.sgdw(var.handle, velocity.handle, tf.ones(SHAPE), tf.constant(0.5),
+                    tf.constant(0.9), (None, None), False)
+        with tf.control_dependencies([before]):
+            return before, var.read_value()
+
+    before, after = (tf.function(read_then_update) if mode == "function"
+                     else read_then_update)()
+    np.testing.assert_array_equal(before.numpy(), start)
+    np.testing.assert_allclose(after.numpy(), start + (0.9 * velocity_start - 0.5),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_bad_inputs_fail_with_what_is_wrong():
+    var, m, v = _variables(5, 3)
+    wrong = tf.ones((3, 3))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`var` has dtype float and shape \[300,7\], "
+                             r"the gradient float and \[3,3\]"):
+        native.adamw(var.handle, m.handle, v.handle, None, wrong, tf.constant(0.1), 1.0,
+                     (None, None), 0.9, 0.999, 1e-7)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="distinct variables"):
+        native.adamw(var.handle, var.handle, v.handle, None, tf.ones(SHAPE),
+                     tf.constant(0.1), 1.0, (None, None), 0.9, 0.999, 1e-7)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="`var` has dtype double.*the gradient float"):
+        native.sgdw(tf.Variable(np.ones(SHAPE)).handle, None, tf.ones(SHAPE),
+                    tf.constant(0.1), None, (None, None), False)
+
+
+def _trace_ops(optimizer, variables, jit_compile=False):
+    @tf.function(jit_compile=jit_compile, autograph=False)
+    def step():
+        optimizer.apply_gradients([(tf.ones_like(v), v) for v in variables])
+
+    step()
+    return {op.type for op in step.get_concrete_function().graph.get_operations()}
+
+
+@pytest.mark.parametrize("cls,options", [(AdamW, {}), (AdamW, {"amsgrad": True}),
+                                         (SGDW, {"momentum": 0.9})])
+def test_optimizers_use_the_native_op_where_it_runs(cls, options):
+    """Native for decayed variables outside XLA (every amsgrad AdamW variable);
+    the XLA kernel inside `jit_compile` or with `native_kernels=False`; NadamW
+    always compiled (no native Nadam op)."""
+    name = "KerasAdamwApplyAdamw" if cls is AdamW else "KerasAdamwApplySgdw"
+    make = lambda: [tf.Variable(tf.ones([200_000]), name="big/kernel"),
+                    tf.Variable(tf.ones([3]), name="big/bias")]
+    optimizer = cls(weight_decay=0.1, exclude_from_weight_decay=["bias"], init_verbose=False,
+                    **options)
+    assert name in _trace_ops(optimizer, make())
+    assert name not in _trace_ops(optimizer, make(), jit_compile=True)
+    optimizer = cls(weight_decay=0.1, init_verbose=False, **options)
+    optimizer.native_kernels = False
+    assert name not in _trace_ops(optimizer, make())
+    ops = _trace_ops(NadamW(weight_decay=0.1, init_verbose=False), make())
+    assert not {"KerasAdamwApplyAdamw", "KerasAdamwApplySgdw"} & ops
+
+
+def test_float16_variables_take_the_other_paths():
+    variable = tf.Variable(tf.ones([4], tf.float16), name="h/kernel")
+    assert not native.usable(variable)
+    optimizer = SGDW(learning_rate=0.5, weight_decay=0.1, init_verbose=False)
+    optimizer.apply_gradients([(tf.ones([4], tf.float16), variable)])
+    np.testing.assert_allclose(variable.numpy(), 1 - 0.5 * 0.1 - 0.5, rtol=1e-3)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """`native.library()` recomputed under this test's environment (an empty
+    cache), then restored. Only a library that fails to build may be asked for:
+    TensorFlow cannot load a second library registering the same ops."""
+    monkeypatch.setenv(native.CACHE_DIR, str(tmp_path))
+    native.library.cache_clear()
+    yield
+    monkeypatch.undo()
+    native.library.cache_clear()
+
+
+def _train_adamw():
+    variables = [tf.Variable(tf.ones([50]), name="w/kernel")]
+    optimizer = AdamW(learning_rate=0.1, weight_decay=0.1, init_verbose=False)
+    for _ in range(3):
+        optimizer.apply_gradients([(tf.fill([50], 0.5), variables[0])])
+    return variables[0].numpy()
+
+
+@pytest.fixture
+def native_result():
+    return _train_adamw()  # before `fresh_library` moves the cache
+
+
+def test_without_a_compiler_a_warning_names_the_fix_and_numbers_stay(
+        native_result, monkeypatch, fresh_library):
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with pytest.warns(RuntimeWarning, match=r"native TensorFlow kernels are not available.*"
+                                            r"nonexistent.*Install a C\+\+ compiler.*"
+                                            r"KERAS_ADAMW_NATIVE=0"):
+        assert native.library() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        assert_close(_train_adamw(), native_result, rtol=1e-6)
+
+
+def test_switched_off_without_a_warning(monkeypatch, fresh_library):
+    monkeypatch.setenv(native.SWITCH, "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.library() is None
+        assert not native.usable(tf.Variable(tf.ones([2])))
+
+
+def test_a_compiler_error_is_reported(monkeypatch, fresh_library):
+    """A compiler that fails (here: `false`) is reported with its exit status."""
+    monkeypatch.setenv("CXX", "false")
+    with pytest.warns(RuntimeWarning, match="false exited with 1"):
+        assert native.library() is None
+    assert list(native.cache_dir().iterdir()) == []  # no partial library left
+
+
+def test_built_once_into_the_cache(monkeypatch):
+    """Loaded from the cache after the first build; the name tracks the source,
+    TensorFlow and the compiler call."""
+    path = native.library_path()
+    assert path.exists()  # built by the first use (the autouse fixture)
+    native.library.cache_clear()
+    monkeypatch.setattr(native, "build", lambda path: pytest.fail("rebuilt"))
+    assert native.library() is not None
+    monkeypatch.setenv("CXX", "g++ -DKERAS_ADAMW_OTHER_BUILD")
+    assert native.library_path() != path
