@@ -93,8 +93,9 @@ def docs_commands(workdir):
 
 
 def package_commands(workdir):
-    """sdist and wheel, `twine check`, and the wheel (not this checkout) running
-    a copy of `example.py` from a virtualenv that sees the installed frameworks."""
+    """sdist and wheel, `twine check`, and the wheel (not this checkout), with the
+    source of the native ops, running a copy of `example.py` from a virtualenv
+    that sees the installed frameworks."""
     workdir = Path(workdir)
     dist, venv, python = workdir / "dist", workdir / "venv", workdir / "venv" / "bin" / "python"
     shutil.copy(ROOT / "example.py", workdir / "example.py")
@@ -106,6 +107,9 @@ def package_commands(workdir):
                  *map(str, dist.glob("*.whl"))],
         [str(python), "-c", ("import keras_adamw, sys; "
                              f"sys.exit(not keras_adamw.__file__.startswith({str(venv)!r}))")],
+        # The native ops' source ships in the wheel (built on first use).
+        [str(python), "-c", ("import sys; from keras_adamw import native; "
+                             "sys.exit(not native.SOURCE.is_file())")],
         [str(python), "example.py", "--epochs", "1", "--iterations", "3",
          "--out", "example.png"],
     ]

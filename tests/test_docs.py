@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "pages"  # docs_dir of docs/mkdocs.yml
 PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in DOCS.rglob("*.md"))
 DOC_PAGES = ("index.md", "quickstart.md", "algorithms.md", "decay.md", "restarts.md",
-             "matching.md", "layerwise.md", "effective_lr.md", "distributed.md",
+             "matching.md", "layerwise.md", "effective_lr.md", "distributed.md", "speed.md",
              "migration.md", "migration_adam_lr_decay.md", "migration_tfa.md",
              "migration_bert.md", "api.md", "reference.md", "changelog.md")
 BACKEND_MARKERS = ("tensorflow", "jax", "torch")

@@ -9,7 +9,7 @@ once per step by the optimizer.
 
 The library is compiled on first use against the installed TensorFlow (about
 15 s, with `g++`, or `$CXX`) into `$KERAS_ADAMW_CACHE_DIR` (default
-`~/.cache/keras_adamw`), named by a hash of the source, the TensorFlow version
+`~/.cache/keras_adamw`; see `cache_dir`), named by a hash of the source, the TensorFlow version
 and the compiler, and loaded from there afterwards. `KERAS_ADAMW_NATIVE=0`
 skips it; where it cannot be built, a `RuntimeWarning` says why once and the
 optimizers use the XLA-compiled kernels (`keras_adamw.tf_kernels`), with the
@@ -38,11 +38,22 @@ LOGGER = logging.getLogger("keras_adamw")
 
 
 def cache_dir():
-    """Where the compiled library is kept."""
+    """Where the compiled library is kept: `$KERAS_ADAMW_CACHE_DIR`, else the
+    user's cache directory, else (read-only home) a per-user temporary one."""
     if os.environ.get(CACHE_DIR):
         return pathlib.Path(os.environ[CACHE_DIR])
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "keras_adamw"
+    base = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    if _writable(base):
+        return base / "keras_adamw"
+    user = getattr(os, "getuid", lambda: "user")()
+    return pathlib.Path(tempfile.gettempdir()) / f"keras_adamw-{user}"
+
+
+def _writable(path):
+    """Whether `path`, or its nearest existing ancestor, can be written."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return os.access(path, os.W_OK)
 
 
 def build_command(output):

@@ -7,6 +7,8 @@ its value, bad inputs fail with TensorFlow errors that say what is wrong, the
 optimizers pick the native op only where it can run, and a machine without a
 compiler gets a warning that names the fix and the same numbers.
 """
+import pathlib
+import tempfile
 import warnings
 
 import numpy as np
@@ -224,3 +226,15 @@ def test_built_once_into_the_cache(monkeypatch):
     assert native.library() is not None
     monkeypatch.setenv("CXX", "g++ -DKERAS_ADAMW_OTHER_BUILD")
     assert native.library_path() != path
+
+
+def test_cache_directory(monkeypatch, tmp_path):
+    """`$KERAS_ADAMW_CACHE_DIR`, else `$XDG_CACHE_HOME/keras_adamw`, else (not
+    writable) a per-user directory under the system's temporary directory."""
+    monkeypatch.delenv(native.CACHE_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert native.cache_dir() == tmp_path / "xdg" / "keras_adamw"
+    monkeypatch.setattr(native, "_writable", lambda path: False)
+    assert native.cache_dir().parent == pathlib.Path(tempfile.gettempdir())
+    monkeypatch.setenv(native.CACHE_DIR, str(tmp_path / "mine"))
+    assert native.cache_dir() == tmp_path / "mine"

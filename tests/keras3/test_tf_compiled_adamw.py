@@ -168,15 +168,20 @@ SGD_ORACLE = {**ORACLE, "learning_rate": 0.05, "momentum": float(np.float32(0.9)
 @pytest.mark.parametrize("mode,nesterov,dtype", [("eager", False, "float32"),
                                                  ("function", True, "float32"),
                                                  ("function", False, "float64"),
-                                                 ("jit", True, "float32")])
+                                                 ("jit", True, "float32"),
+                                                 ("jit", False, "float64")])
 def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels):
-    """The native op (decayed variables, outside XLA) or the decay pass and
-    `ResourceApplyKerasMomentum` follow the oracle."""
+    """Decayed variables: the native op outside XLA, `tf_kernels.sgdw` inside it,
+    the decay pass and `ResourceApplyKerasMomentum` with `native_kernels=False`
+    outside it; all follow the oracle."""
     from keras_adamw import native as native_ops
+    from keras_adamw import tf_kernels
 
-    calls = []
-    sgdw = native_ops.sgdw
-    monkeypatch.setattr(native_ops, "sgdw", lambda *a, **k: calls.append(1) or sgdw(*a, **k))
+    calls = {"native": [], "xla": []}
+    for name, module in (("native", native_ops), ("xla", tf_kernels)):
+        original = module.sgdw
+        monkeypatch.setattr(module, "sgdw", lambda *a, calls=calls[name], original=original,
+                            **k: calls.append(1) or original(*a, **k))
     variables = make_variables(dtype)
     optimizer = keras_adamw.SGDW(nesterov=nesterov, **SGD_LIBRARY)
     optimizer.native_kernels = native_kernels
@@ -193,6 +198,7 @@ def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels)
     for i, name in enumerate(SHAPES):
         assert_close(name, variables[i], params[i])
         assert_close(f"{name}/velocity", optimizer.momentums[i], oracle.velocity[i])
-    native_used = native_kernels and mode != "jit"
-    assert len(calls) == (len(DECAYED) * (STEPS if mode == "eager" else 1)
-                          if native_used else 0)
+    per_step = len(DECAYED) * (STEPS if mode == "eager" else 1)
+    path = "xla" if mode == "jit" else "native" if native_kernels else None
+    assert {k: len(v) for k, v in calls.items()} == {
+        k: per_step if k == path else 0 for k in calls}
