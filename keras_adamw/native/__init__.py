@@ -29,7 +29,7 @@ import warnings
 import tensorflow as tf  # type: ignore[import-untyped]
 
 SOURCE = pathlib.Path(__file__).with_name("update_ops.cc")
-SWITCH = "KERAS_ADAMW_NATIVE"  # "0": never build or use the library
+SWITCH = "KERAS_ADAMW_NATIVE"  # "0" (false/no/off): never build or use the library
 CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"
 DTYPES = (tf.float32, tf.float64)
 # -fno-math-errno lets `sqrt` vectorise (the results are the same IEEE values).
@@ -91,10 +91,22 @@ def build(path):
             os.remove(partial)
 
 
+def switched_off():
+    """`KERAS_ADAMW_NATIVE` is 0/false/no/off; another unknown value is warned about."""
+    value = os.environ.get(SWITCH, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return True
+    if value not in ("", "1", "true", "yes", "on"):
+        warnings.warn(f"{SWITCH}={value!r} is not understood: set it to 0 to turn the native "
+                      f"ops off, or 1 (or leave it unset) to use them; using them.",
+                      RuntimeWarning, stacklevel=3)
+    return False
+
+
 @functools.cache
 def library():
     """The loaded op library, or None (switched off, or it could not be built)."""
-    if os.environ.get(SWITCH, "1") == "0":
+    if switched_off():
         return None
     try:
         path = library_path()

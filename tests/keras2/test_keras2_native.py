@@ -200,12 +200,20 @@ def test_without_a_compiler_a_warning_names_the_fix_and_numbers_stay(
         assert_close(_train_adamw(), native_result, rtol=1e-6)
 
 
-def test_switched_off_without_a_warning(monkeypatch, fresh_library):
-    monkeypatch.setenv(native.SWITCH, "0")
+@pytest.mark.parametrize("value", ["0", "off", "False"])
+def test_switched_off_without_a_warning(monkeypatch, fresh_library, value):
+    monkeypatch.setenv(native.SWITCH, value)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert native.library() is None
         assert not native.usable(tf.Variable(tf.ones([2])))
+
+
+def test_an_unknown_switch_value_is_named(monkeypatch):
+    monkeypatch.setenv(native.SWITCH, "disable")
+    with pytest.warns(RuntimeWarning, match=r"KERAS_ADAMW_NATIVE='disable' is not "
+                                            r"understood: set it to 0"):
+        assert not native.switched_off()
 
 
 def test_a_compiler_error_is_reported(monkeypatch, fresh_library):
