@@ -123,19 +123,30 @@ def library():
         return None
 
 
+try:  # private: which graph XLA compiles
+    from tensorflow.python.ops import (  # type: ignore[import-untyped]
+        control_flow_util as _control_flow_util,
+    )
+except ImportError:  # TensorFlow moved it: `in_xla_context` then assumes XLA
+    _control_flow_util = None
+
+
 def in_xla_context():
-    """Whether ops built now are compiled by XLA (a `jit_compile=True` function)."""
-    try:
-        from tensorflow.python.ops import (  # type: ignore[import-untyped]
-            control_flow_util,
-        )
-    except ImportError:  # TensorFlow moved it: assume XLA, the path that always works
+    """Whether ops built now are compiled by XLA (a `jit_compile=True` function);
+    True when TensorFlow cannot tell us (the XLA path always works)."""
+    if _control_flow_util is None:
         return True
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return _control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+@functools.cache
+def _device_type(device):
+    """`"CPU"`, `"GPU"`, ... of a device string; None if unplaced (parsed once)."""
+    return tf.DeviceSpec.from_string(device or "").device_type
 
 
 def _on_cpu(device):
-    device_type = tf.DeviceSpec.from_string(device or "").device_type
+    device_type = _device_type(device)
     if device_type:
         return device_type == "CPU"
     return all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
