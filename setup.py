@@ -38,7 +38,7 @@ setup(
               "tensorflow", "jax", "pytorch", "tf_keras"],
     url="https://github.com/OverLordGoldDragon/keras-adamw",
     packages=find_packages(include=["keras_adamw", "keras_adamw.*"]),
-    package_data={"keras_adamw": ["py.typed", "native/*.cc"]},
+    package_data={"keras_adamw": ["py.typed", "native/*.cc", "native/*.h"]},
     python_requires=">=3.10",
     install_requires=["numpy>=1.23", "keras>=3.3", "tensorflow>=2.16"],
     extras_require=EXTRAS,

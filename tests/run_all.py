@@ -107,9 +107,9 @@ def package_commands(workdir):
                  *map(str, dist.glob("*.whl"))],
         [str(python), "-c", ("import keras_adamw, sys; "
                              f"sys.exit(not keras_adamw.__file__.startswith({str(venv)!r}))")],
-        # The native ops' source ships in the wheel (built on first use).
-        [str(python), "-c", ("import sys; from keras_adamw import native; "
-                             "sys.exit(not native.SOURCE.is_file())")],
+        # The native kernels' sources ship in the wheel (built on first use).
+        [str(python), "-c", ("import sys; from keras_adamw import native; sys.exit(not all("
+                             "f.is_file() for f in native.SOURCES + native.HEADERS))")],
         [str(python), "example.py", "--epochs", "1", "--iterations", "3",
          "--out", "example.png"],
     ]

@@ -80,10 +80,9 @@ class KerasAdamWMixin(config.SettingsAttributes):
     # or all with None, by TensorFlow ops (decay first, as its own pass). A
     # compiled call costs more per call than a fused op, and less per element.
     xla_min_size = 0
-    # Whether a single-pass native op (`keras_adamw.native`) expresses the rule.
-    _NATIVE_RULE = True
-    # Use the native ops where they can run (CPU, float32/64, outside XLA); they
-    # take precedence over the XLA kernels and `xla_min_size`.
+    # Use the native kernels where they can run (CPU, float32/64; TensorFlow ops
+    # outside XLA, custom calls inside it); they take precedence over the XLA
+    # kernels and `xla_min_size`.
     native_kernels = True
     # Extra float32 state scalars of a subclass: ((name, initial value), ...).
     _EXTRA_STATE: tuple[tuple[str, float], ...] = ()
@@ -263,8 +262,8 @@ class KerasAdamWMixin(config.SettingsAttributes):
         scalars = self._scalars(var, apply_state)
         decay = (scalars["decay_sign"], scalars["decay_linear"])
         has_decay = decay[0] is not None or decay[1] is not None
-        if (has_decay or not self._FUSED_RULE) and scalars["bounds"] is None:
-            kernels = self._single_pass_kernels(var)
+        if scalars["bounds"] is None:
+            kernels = self._single_pass_kernels(var, has_decay)
             if kernels is not None:
                 return self._apply_compiled(grad, var, scalars, decay, kernels)
         if not has_decay:
@@ -274,11 +273,22 @@ class KerasAdamWMixin(config.SettingsAttributes):
         with tf.control_dependencies([decay_op]):
             return self._apply_rule(grad, var, scalars)
 
-    def _single_pass_kernels(self, var):
-        """`keras_adamw.native` where it runs (`native_kernels`), else
-        `keras_adamw.tf_kernels` from `xla_min_size` elements, else None."""
-        if self.native_kernels and self._NATIVE_RULE and native.usable(var):
-            return native
+    def _single_pass_kernels(self, var, has_decay):
+        """The kernels of one pass for `var`, or None for `_apply_rule`.
+
+        Inside XLA, the native custom calls for every variable (a fused op is
+        one loop per updated tensor there). Outside it, with a decay or a rule
+        without a fused op: the native ops, else `keras_adamw.tf_kernels` from
+        `xla_min_size` elements. `native_kernels=False` keeps off the native
+        kernels.
+        """
+        kernels = native.kernels(var) if self.native_kernels else None
+        if kernels is native.xla_calls:
+            return kernels
+        if not has_decay and self._FUSED_RULE:
+            return None
+        if kernels is not None:
+            return kernels
         return tf_kernels if self._compiled(var) else None
 
     def _compiled(self, var):
@@ -315,8 +325,14 @@ class KerasAdamWMixin(config.SettingsAttributes):
     # ---- once per step -----------------------------------------------------------
 
     def _distributed_apply(self, distribution, grads_and_vars, apply_state, name):
-        """Every variable update and `iterations += 1`, then the schedule advance."""
-        step = super()._distributed_apply(distribution, grads_and_vars, apply_state, name)
+        """Every variable update and `iterations += 1`, then the schedule advance.
+
+        Inside XLA, the native custom calls of the updates are emitted together,
+        one per group (`native.xla_calls.batch`)."""
+        with native.xla_calls.batch() as emitted:
+            step = super()._distributed_apply(distribution, grads_and_vars, apply_state, name)
+        if emitted:
+            step = tf.group(step, *emitted)
         if tf.executing_eagerly():
             self._advance_schedule(apply_state[_STEP]["lr_t"])
             return step

@@ -4,13 +4,14 @@ Subclasses of tf_keras's legacy `OptimizerV2`, so clipping, gradient
 transformers, loss scaling, `tf.distribute` and `get_updates` keep working. A
 variable without decay is updated by TensorFlow's fused training op where one
 expresses the rule (`ResourceApplyAdam`, `ResourceApplyKerasMomentum`,
-`ResourceApplyGradientDescent`). A decayed AdamW or SGDW variable, and every
-amsgrad AdamW variable, by one single-pass native op that applies rule and decay
-together (`keras_adamw.native`; on CPU, float32/float64, outside XLA); where
-that cannot run, and for every NadamW variable, by one XLA-compiled pass
-(`keras_adamw.tf_kernels`) from `xla_min_size` elements (SGDW: 2^17; below, the
-decay is its own in-place pass before the fused op). All are fed with per-step
-scalars from `keras_adamw.core`; see DESIGN.md section 4.
+`ResourceApplyGradientDescent`). A decayed variable, every amsgrad AdamW and
+every NadamW variable, by one single-pass native kernel that applies rule and
+decay together (`keras_adamw.native`, CPU float32/float64: a TensorFlow op, or
+inside `jit_compile` an XLA custom call, which then updates every variable);
+where that cannot run, by one XLA-compiled pass (`keras_adamw.tf_kernels`) from
+`xla_min_size` elements (SGDW: 2^17; below, the decay is its own in-place pass
+before the fused op). All are fed with per-step scalars from `keras_adamw.core`;
+see DESIGN.md section 4.
 """
 import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
@@ -97,9 +98,10 @@ class AdamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
             convention lambda), `exclude_from_weight_decay` (regexes of names).
 
     Attributes:
-        native_kernels: update a decayed variable (any variable with `amsgrad`)
-            by the single-pass native op (`keras_adamw.native`) where it runs: a
-            CPU variable of float32/float64 outside `jit_compile`. Default True.
+        native_kernels: update a decayed variable (any variable with `amsgrad`;
+            inside `jit_compile`, every variable) by the single-pass native
+            kernel (`keras_adamw.native`) where it runs: a CPU variable of
+            float32/float64. Default True.
         xla_min_size: otherwise, such a variable with at least this many
             elements is updated (rule and decay) in one XLA-compiled pass,
             compiled once per shape on first use; smaller ones, or all if
@@ -215,13 +217,13 @@ class NadamW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         (others): as `AdamW`, without `amsgrad`.
 
     Attributes:
-        xla_min_size: as `AdamW`, for every variable (there is no fused or native
-            Nadam kernel; below it, composite TensorFlow ops). Default 0.
+        native_kernels: as `AdamW`, for every variable. Default True.
+        xla_min_size: as `AdamW`, for every variable (there is no fused Nadam
+            kernel; below it, composite TensorFlow ops). Default 0.
     """
 
     _EXTRA_STATE = (("momentum_cache", 1.0),)
     _FUSED_RULE = False
-    _NATIVE_RULE = False  # no native Nadam op: the XLA kernel is 0.3x legacy Nadam
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
                  schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
@@ -312,7 +314,8 @@ class SGDW(KerasAdamWMixin, optimizer_v2.OptimizerV2):
         (others): as `AdamW`, without the Adam arguments.
 
     Attributes:
-        native_kernels: as `AdamW`, for a decayed variable. Default True.
+        native_kernels: as `AdamW`, for a decayed variable (inside
+            `jit_compile`, every variable). Default True.
         xla_min_size: as `AdamW` (below it, `ResourceApplyKerasMomentum` after
             an in-place decay pass). Default 2^17.
     """

@@ -42,10 +42,12 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     Attributes:
         native_kernels: on the TensorFlow backend, update a decayed AdamW or
-            SGDW variable (any amsgrad AdamW variable) by the single-pass native
-            op (`keras_adamw.native`) where it runs: a CPU variable of
-            float32/float64 outside `jit_compile`. Default True; False takes the
-            XLA-compiled pass (AdamW) or the decay pass and fused op (SGDW).
+            SGDW variable, any amsgrad AdamW and any NadamW variable (inside
+            `jit_compile`, every variable) by the single-pass native kernel
+            (`keras_adamw.native`: a TensorFlow op, or an XLA custom call inside
+            `jit_compile`) where it runs: a CPU variable of float32/float64.
+            Default True; False takes the XLA-compiled pass (AdamW, NadamW) or
+            the fused op after a decay pass (SGDW; the XLA pass inside XLA).
     """
 
     native_kernels = True
@@ -124,12 +126,21 @@ class KerasAdamWMixin(config.SettingsAttributes):
     def _run_update_steps(self, grads, trainable_variables, learning_rate):
         """All variables' updates: torch's multi-tensor path, else Keras's loop.
 
-        Keras's loop calls `update_step` per variable (distribution-aware on TF).
+        Keras's loop calls `update_step` per variable (distribution-aware on TF;
+        inside XLA, the native custom calls of the loop are emitted together,
+        one per group, by `native.xla_calls.batch`).
         """
-        if keras.backend.backend() == "torch" and self._settings.effective_lr_bounds is None:
+        backend = keras.backend.backend()
+        if backend == "torch" and self._settings.effective_lr_bounds is None:
             from keras_adamw.keras3 import torch_fast
 
             torch_fast.update(self, grads, trainable_variables, self._step)
+            return
+        if backend == "tensorflow":
+            from keras_adamw.native import xla_calls
+
+            with xla_calls.batch():
+                self._keras_update_loop(grads, trainable_variables, learning_rate)
             return
         self._keras_update_loop(grads, trainable_variables, learning_rate)
 

@@ -190,7 +190,8 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
         bounds = self._scalar_bounds(s)
         if BACKEND == "tensorflow" and bounds is None and \
                 keras.backend.standardize_dtype(variable.dtype) in tf_fast.ADAM_DTYPES:
-            tf_fast.nadamw(variable, m, v, grad, s, self.beta_1, self.beta_2, self.epsilon)
+            tf_fast.nadamw(variable, m, v, grad, s, self.beta_1, self.beta_2, self.epsilon,
+                           self.native_kernels)
             return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),

@@ -6,8 +6,10 @@ section 4: the bias correction is passed through `lr` (beta powers 0 make the
 kernel's own correction 1), and the decay, which the kernels cannot express, is
 one in-place pass *before* the kernel; since the kernels read theta only to
 update it, that equals `theta + delta - decay(theta before)`. A decayed or
-amsgrad AdamW variable and every NadamW variable take one XLA-compiled pass
-instead (`keras_adamw.tf_kernels`), rule and decay together.
+amsgrad AdamW variable, every NadamW variable, and inside XLA every variable,
+take one pass instead, rule and decay together: the native kernels
+(`keras_adamw.native`; TensorFlow ops, or XLA custom calls inside `jit_compile`)
+where they run, else XLA-compiled ones (`keras_adamw.tf_kernels`).
 """
 import keras  # type: ignore[import-untyped]
 import numpy as np
@@ -54,56 +56,64 @@ def adam(variable, m, v, grad, step_size, beta_1, beta_2, epsilon):
         beta2=tf.cast(beta_2, grad.dtype), epsilon=tf.cast(epsilon, grad.dtype), grad=grad)
 
 
+def _native(variable, native_ok):
+    """`native.kernels` for the variable, or None (`native_ok=False`)."""
+    return native.kernels(_tf_variable(variable)) if native_ok else None
+
+
 def adamw(variable, m, v, v_hat, grad, scalars, beta_1, beta_2, epsilon, native_ok=True):
     """AdamW's moments, step and decay (amsgrad with `v_hat`).
 
-    Without a decay or amsgrad, the fused kernel (`adam`). Otherwise one pass
-    that reads theta, the slots and the gradient once and writes theta and the
-    slots: the native op where it runs, else `tf_kernels.adamw` (XLA). The fused
-    kernel after a separate decay pass reads and writes theta twice and copies
-    it (0.90x of Keras's AdamW on 400 tensors / 2M parameters in `tf.function`,
-    against 0.62x for the XLA pass), and `ResourceApplyAdamWithAmsgrad` has no
-    XLA kernel (a `jit_compile` step failed). The betas are float32, as the
-    fused kernel receives them (`tf.cast` of a Python float goes through
-    float32) and as the bias correction in `step_size` is computed, so all
-    paths agree. `native_ok=False` keeps off the native op.
+    Without a decay or amsgrad, outside XLA, the fused kernel (`adam`).
+    Otherwise one pass that reads theta, the slots and the gradient once and
+    writes theta and the slots: the native kernel where it runs, else
+    `tf_kernels.adamw` (XLA). The fused kernel after a separate decay pass
+    reads and writes theta twice and copies it (0.90x of Keras's AdamW on 400
+    tensors / 2M parameters in `tf.function`, against 0.62x for the XLA pass),
+    and `ResourceApplyAdamWithAmsgrad` has no XLA kernel (a `jit_compile` step
+    failed). The betas are float32, as the fused kernel receives them (`tf.cast`
+    of a Python float goes through float32) and as the bias correction in
+    `step_size` is computed, so all paths agree. `native_ok=False` keeps off the
+    native kernels.
     """
     step_size, c_sign, c_linear = scalars["step_size"], scalars["c_sign"], scalars["c_linear"]
-    if v_hat is None and c_sign is None and c_linear is None:
+    kernels = _native(variable, native_ok)
+    if v_hat is None and c_sign is None and c_linear is None \
+            and kernels is not native.xla_calls:
         adam(variable, m, v, grad, step_size, beta_1, beta_2, epsilon)
         return
-    kernels = native if native_ok and native.usable(_tf_variable(variable)) else tf_kernels
-    kernels.adamw(_handle(variable), _handle(m), _handle(v),
-                  None if v_hat is None else _handle(v_hat), grad, step_size, 1.0,
-                  (c_sign, c_linear), float(np.float32(beta_1)), float(np.float32(beta_2)),
-                  epsilon)
+    (kernels or tf_kernels).adamw(
+        _handle(variable), _handle(m), _handle(v), None if v_hat is None else _handle(v_hat),
+        grad, step_size, 1.0, (c_sign, c_linear), float(np.float32(beta_1)),
+        float(np.float32(beta_2)), epsilon)
 
 
-def nadamw(variable, m, v, grad, scalars, beta_1, beta_2, epsilon):
-    """NadamW's moments, step and decay in one XLA-compiled pass (no fused TF op
-    expresses Dozat's schedule; `tf_kernels.nadamw`)."""
+def nadamw(variable, m, v, grad, scalars, beta_1, beta_2, epsilon, native_ok=True):
+    """NadamW's moments, step and decay in one pass (no fused TF op expresses
+    Dozat's schedule): the native kernel where it runs, else `tf_kernels.nadamw`."""
     coefficients = {k: scalars[k] for k in ("grad_weight", "momentum_weight", "v_correction")}
-    tf_kernels.nadamw(_handle(variable), _handle(m), _handle(v), grad, scalars["step_size"],
-                      coefficients, (scalars["c_sign"], scalars["c_linear"]), beta_1, beta_2,
-                      epsilon)
+    (_native(variable, native_ok) or tf_kernels).nadamw(
+        _handle(variable), _handle(m), _handle(v), grad, scalars["step_size"], coefficients,
+        (scalars["c_sign"], scalars["c_linear"]), beta_1, beta_2, epsilon)
 
 
 def sgdw(variable, velocity, grad, step_size, momentum_, nesterov, c_sign, c_linear,
          native_ok=True):
     """Keras-convention momentum SGD and the decay: `vel = mu vel - lr g;
-    theta += vel - decay(theta)`. With a decay, one pass: the native op where it
-    runs (and `native_ok`), `tf_kernels.sgdw` inside XLA (a decay pass and the
-    fused op there were 1.17x Keras's SGD on 400 tensors / 2M); otherwise the
-    decay pass, then the fused kernel (`momentum`)."""
-    if c_sign is not None or c_linear is not None:
-        kernels = (native if native_ok and native.usable(_tf_variable(variable))
-                   else tf_kernels if native.in_xla_context() else None)
-        if kernels is not None:
-            # Through float32, as `momentum` casts it for the fused op.
-            kernels.sgdw(_handle(variable), None if velocity is None else _handle(velocity),
-                         grad, step_size, tf.cast(momentum_, grad.dtype), (c_sign, c_linear),
-                         nesterov)
-            return
+    theta += vel - decay(theta)`. One pass inside XLA (the native custom call
+    for every variable, else `tf_kernels.sgdw` for a decayed one: a decay pass
+    and the fused op there were 1.17x Keras's SGD on 400 tensors / 2M) and for
+    a decayed variable outside it where the native op runs (`native_ok`);
+    otherwise the decay pass, then the fused kernel (`momentum`)."""
+    decayed = c_sign is not None or c_linear is not None
+    kernels = _native(variable, native_ok)
+    if kernels is None and decayed and native.in_xla_context():
+        kernels = tf_kernels
+    if kernels is not None and (decayed or kernels is native.xla_calls):
+        # Through float32, as `momentum` casts it for the fused op.
+        kernels.sgdw(_handle(variable), None if velocity is None else _handle(velocity), grad,
+                     step_size, tf.cast(momentum_, grad.dtype), (c_sign, c_linear), nesterov)
+        return
     apply_decay(variable, c_sign, c_linear)
     momentum(variable, velocity, grad, step_size, momentum_, nesterov)
 

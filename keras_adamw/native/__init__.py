@@ -1,20 +1,23 @@
-"""Single-pass TensorFlow CPU kernels: AdamW and SGDW with the decay in the same pass.
+"""Single-pass TensorFlow CPU kernels: AdamW, NadamW and SGDW with the decay in one pass.
 
-TensorFlow's fused training ops cannot apply a decoupled decay, and an
-XLA-compiled pass on the CPU is several element-wise loops (about 40 bytes per
-float32 AdamW parameter, against the 28 of `ResourceApplyAdam`). The ops of
-`update_ops.cc` read theta, the slots and the gradient once and write theta and
-the slots once, with the per-step scalars of `keras_adamw.core.rules` computed
-once per step by the optimizer.
+TensorFlow's fused training ops cannot apply a decoupled decay (and none
+expresses Nadam), and XLA compiles an update into one element-wise loop per
+updated tensor (about 40 bytes per float32 AdamW parameter, against the 28 of
+`ResourceApplyAdam`). The kernels of `update_kernels.h` read theta, the slots and
+the gradient once and write theta and the slots once, with the per-step scalars
+of `keras_adamw.core.rules` computed once per step by the optimizer; they run as
+TensorFlow ops (`update_ops.cc`: this module's `adamw`, `nadamw`, `sgdw`) and,
+inside `jit_compile=True` functions, as XLA custom calls (`xla_calls.cc`,
+`keras_adamw.native.xla_calls`). `kernels(variable)` picks.
 
 The library is compiled on first use against the installed TensorFlow (about
-15 s, with `g++`, or `$CXX`) into `$KERAS_ADAMW_CACHE_DIR` (default
-`~/.cache/keras_adamw`; see `cache_dir`), named by a hash of the source, the TensorFlow version
-and the compiler, and loaded from there afterwards. `KERAS_ADAMW_NATIVE=0`
-skips it; where it cannot be built, a `RuntimeWarning` says why once and the
-optimizers use the XLA-compiled kernels (`keras_adamw.tf_kernels`), with the
-same numbers. The ops run on CPU variables of float32 and float64, outside XLA
-compilation (`jit_compile=True` steps use the XLA kernels).
+20 s, with `g++`, or `$CXX`) into `$KERAS_ADAMW_CACHE_DIR` (default
+`~/.cache/keras_adamw`; see `cache_dir`), named by a hash of the sources, the
+TensorFlow version and the compiler, and loaded from there afterwards.
+`KERAS_ADAMW_NATIVE=0` skips it; where it cannot be built, a `RuntimeWarning`
+says why once and the optimizers use the XLA-compiled kernels
+(`keras_adamw.tf_kernels`), with the same numbers. The kernels run on CPU
+variables of float32 and float64.
 """
 import functools
 import hashlib
@@ -23,12 +26,17 @@ import os
 import pathlib
 import shlex
 import subprocess
+import sys
 import tempfile
 import warnings
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
-SOURCE = pathlib.Path(__file__).with_name("update_ops.cc")
+from keras_adamw.native import xla_calls
+
+HERE = pathlib.Path(__file__).parent
+SOURCES = [HERE / "update_ops.cc", HERE / "xla_calls.cc"]  # compiled
+HEADERS = [HERE / "update_kernels.h"]
 SWITCH = "KERAS_ADAMW_NATIVE"  # "0" (false/no/off): never build or use the library
 CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"
 DTYPES = (tf.float32, tf.float64)
@@ -57,15 +65,17 @@ def _writable(path):
 
 
 def build_command(output):
-    """The compiler call that builds `SOURCE` into `output`."""
+    """The compiler call that builds `SOURCES` into `output`."""
     compiler = shlex.split(os.environ.get("CXX") or "g++")
-    return (compiler + OPTIMIZE + [str(SOURCE), "-o", str(output)]
+    return (compiler + OPTIMIZE + [str(source) for source in SOURCES] + ["-o", str(output)]
             + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags())
 
 
 def library_path():
-    """The cached library for this source, TensorFlow and compiler."""
-    key = hashlib.sha256(SOURCE.read_bytes())
+    """The cached library for these sources, TensorFlow and compiler."""
+    key = hashlib.sha256()
+    for source in SOURCES + HEADERS:
+        key.update(source.read_bytes())
     key.update(" ".join([tf.__version__, tf.sysconfig.get_lib()]
                         + build_command("x")).encode())
     return cache_dir() / f"update_ops-{key.hexdigest()[:16]}.so"
@@ -152,10 +162,23 @@ def _on_cpu(device):
     return all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
 
 
-def usable(variable):
-    """Whether the native ops can update `variable` here (a tf.Variable)."""
-    return (variable.dtype.base_dtype in DTYPES and _on_cpu(variable.device)
-            and not in_xla_context() and library() is not None)
+def kernels(variable):
+    """The single-pass kernels that can update `variable` (a tf.Variable) here.
+
+    This module's TensorFlow ops outside XLA, `xla_calls` (custom calls) inside
+    a `jit_compile=True` function; None where neither runs: not a CPU variable
+    of float32/float64, switched off or not built, or (inside XLA) a shape not
+    fully known or a TensorFlow without `XlaCallModule`. Each has `adamw`,
+    `nadamw` and `sgdw` with the signatures of `keras_adamw.tf_kernels`.
+    """
+    if (variable.dtype.base_dtype not in DTYPES or not _on_cpu(variable.device)
+            or _control_flow_util is None or library() is None):
+        return None
+    if not in_xla_context():
+        return sys.modules[__name__]
+    if xla_calls.available() and variable.shape.is_fully_defined():
+        return xla_calls
+    return None
 
 
 def _decay_inputs(decay, dtype):
@@ -198,6 +221,33 @@ def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, eps
         one_minus_beta_1=tf.constant(1.0 - beta_1, dtype), beta_2=tf.constant(beta_2, dtype),
         one_minus_beta_2=tf.constant(1.0 - beta_2, dtype),
         epsilon=tf.constant(epsilon, dtype), **scalars, **flags)
+
+
+def nadamw(var, m, v, grad, lr, coefficients, decay, beta_1, beta_2, epsilon):
+    """NadamW on one variable in one pass; the signature of `tf_kernels.nadamw`.
+
+    ```
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    theta = theta - lr (w_g g + w_m m) / (sqrt(v c_v) + eps) - decay(theta)
+    ```
+
+    Args:
+        coefficients: `grad_weight` (w_g), `momentum_weight` (w_m) and
+            `v_correction` (c_v) of `core.rules.nadam_coefficients`.
+        (others): as `adamw` (`lr` is `eta lr_v`).
+
+    Returns:
+        The op.
+    """
+    dtype = grad.dtype
+    scalars, flags = _decay_inputs(decay, dtype)
+    return library().keras_adamw_apply_nadamw(
+        var=var, m=m, v=v, grad=grad, neg_step=-lr, beta_1=tf.constant(beta_1, dtype),
+        one_minus_beta_1=tf.constant(1.0 - beta_1, dtype), beta_2=tf.constant(beta_2, dtype),
+        one_minus_beta_2=tf.constant(1.0 - beta_2, dtype),
+        epsilon=tf.constant(epsilon, dtype), grad_weight=coefficients["grad_weight"],
+        momentum_weight=coefficients["momentum_weight"],
+        v_correction=coefficients["v_correction"], **scalars, **flags)
 
 
 def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):

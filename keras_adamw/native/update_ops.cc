@@ -1,28 +1,17 @@
-// Single-pass CPU kernels for keras_adamw: the update rule and the decoupled
-// weight decay in one read and one write of every tensor.
+// TensorFlow CPU ops for keras_adamw: the update rule and the decoupled weight
+// decay in one read and one write of every tensor (update_kernels.h).
 //
 // TensorFlow's fused training ops (ResourceApplyAdam, ResourceApplyKerasMomentum)
 // cannot apply a decoupled decay; a separate decay pass reads and writes theta
-// once more (36 instead of 28 bytes per float32 parameter for Adam). These ops
-// take the per-step scalars computed once per step in Python
-// (keras_adamw/core/rules.py, DESIGN.md section 4) and do, per element:
-//
-//   KerasAdamwApplyAdamw:  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-//                     (amsgrad: vhat = max(vhat, v), used below)
-//                     theta = theta - step m / (sqrt(v) + eps) - decay(theta)
-//   KerasAdamwApplySgdw:   velocity = mu velocity - lr g
-//                     theta = theta + velocity - decay(theta)
-//                     (nesterov: + mu velocity - lr g; no velocity: - lr g)
-//
-// with decay(theta) = c_sign sign(theta) + c_linear theta from theta before
-// the update. The arithmetic is written in the order of keras_adamw.tf_kernels
-// (the XLA version of the same update), so both round alike.
+// once more (36 instead of 28 bytes per float32 parameter for Adam), and no
+// fused op expresses Nadam. KerasAdamwApplyAdamw, KerasAdamwApplyNadamw and
+// KerasAdamwApplySgdw update resource variables in place, locked in address
+// order, copy-on-write as TensorFlow's own training ops.
 //
 // Built at first use by keras_adamw/native/__init__.py against the installed
 // TensorFlow; CPU only, float32 and float64.
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -31,15 +20,19 @@
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "update_kernels.h"
 
 namespace tensorflow {
 namespace {
 
-// Estimated cycles per element (memory traffic mostly). The thread pool runs a
-// range inline below about 1e5 cycles in all: a small variable is not worth a
-// hand-off to another thread (a fused TensorFlow op decides the same way).
-constexpr int64_t kAdamCycles = 10;
-constexpr int64_t kSgdCycles = 5;
+using keras_adamw::AdamW;
+using keras_adamw::AdamWScalars;
+using keras_adamw::NadamW;
+using keras_adamw::NadamWScalars;
+using keras_adamw::ParallelFor;
+using keras_adamw::Range;
+using keras_adamw::SgdW;
+using keras_adamw::SgdWScalars;
 
 Status ScalarShape(shape_inference::InferenceContext* c) {
   return OkStatus();
@@ -65,6 +58,28 @@ REGISTER_OP("KerasAdamwApplyAdamw")
     .Attr("decay_linear: bool = false")
     .SetShapeFn(ScalarShape)
     .Doc("AdamW (amsgrad with one vhat) and decoupled decay in one pass.");
+
+REGISTER_OP("KerasAdamwApplyNadamw")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("grad: T")
+    .Input("neg_step: T")
+    .Input("beta_1: T")
+    .Input("one_minus_beta_1: T")
+    .Input("beta_2: T")
+    .Input("one_minus_beta_2: T")
+    .Input("epsilon: T")
+    .Input("c_sign: T")
+    .Input("c_linear: T")
+    .Input("grad_weight: T")
+    .Input("momentum_weight: T")
+    .Input("v_correction: T")
+    .Attr("T: {float, double}")
+    .Attr("decay_sign: bool = false")
+    .Attr("decay_linear: bool = false")
+    .SetShapeFn(ScalarShape)
+    .Doc("NadamW (Dozat's schedule) and decoupled decay in one pass.");
 
 REGISTER_OP("KerasAdamwApplySgdw")
     .Input("var: resource")
@@ -158,208 +173,148 @@ class LockedVariables {
   std::vector<Var*> locked_;
 };
 
-template <typename T>
-T Scalar(OpKernelContext* ctx, int index) {
-  return ctx->input(index).scalar<T>()();
+// The op's scalar inputs from `first` on, in order.
+template <typename Scalars, typename T>
+Scalars ScalarInputs(OpKernelContext* ctx, int first) {
+  T values[Scalars::kCount];
+  for (int i = 0; i < Scalars::kCount; ++i) values[i] = ctx->input(first + i).scalar<T>()();
+  return Scalars::From(values);
 }
 
-template <typename T>
-inline T Sign(T x) {
-  // Branch-free, so the loop vectorises; sign(NaN) is 0 here, but theta + delta
-  // is NaN already.
-  return T(x > T(0)) - T(x < T(0));
+// TensorFlow's CPU thread pool, which runs a range inline below about 1e5
+// cycles in all (as TensorFlow's fused ops decide).
+ParallelFor ThreadPool(OpKernelContext* ctx) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  return [workers](int64_t size, int64_t cycles, const Range& work) {
+    workers->ParallelFor(size, cycles, work);
+  };
 }
 
-// theta + delta - (c_sign sign(theta) + c_linear theta), summed as tf_kernels.
-template <typename T, bool kSign, bool kLinear>
-inline T Decayed(T theta, T delta, T c_sign, T c_linear) {
-  if (kSign && kLinear) return theta + delta - (c_sign * Sign(theta) + c_linear * theta);
-  if (kSign) return theta + delta - c_sign * Sign(theta);
-  if (kLinear) return theta + delta - c_linear * theta;
-  return theta + delta;
-}
-
-void ParallelRange(OpKernelContext* ctx, int64_t size, int64_t cycles_per_element,
-                   const std::function<void(int64_t, int64_t)>& work) {
-  ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
-      size, cycles_per_element, work);
-}
-
-// Per-step scalars of AdamW, in the variable's dtype.
-template <typename T>
-struct AdamWScalars {
-  T neg_step, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon, c_sign, c_linear;
-};
-
-// One contiguous block; `__restrict__` lets the compiler vectorise the loop.
-template <typename T, bool kAmsgrad, bool kSign, bool kLinear>
-void AdamWBlock(T* __restrict__ theta, T* __restrict__ m, T* __restrict__ v,
-                T* __restrict__ vhat, const T* __restrict__ g, int64_t size,
-                const AdamWScalars<T> s) {
-  for (int64_t i = 0; i < size; ++i) {
-    const T m_new = s.beta_1 * m[i] + s.one_minus_beta_1 * g[i];
-    const T v_new = s.beta_2 * v[i] + s.one_minus_beta_2 * g[i] * g[i];
-    T v_used = v_new;
-    if (kAmsgrad) {
-      v_used = vhat[i] > v_new ? vhat[i] : v_new;
-      vhat[i] = v_used;
-    }
-    const T direction = m_new / (std::sqrt(v_used) + s.epsilon);
-    theta[i] = Decayed<T, kSign, kLinear>(theta[i], s.neg_step * direction, s.c_sign,
-                                          s.c_linear);
-    m[i] = m_new;
-    v[i] = v_new;
-  }
-}
-
-template <typename T, bool kAmsgrad, bool kSign, bool kLinear>
-void AdamWRange(OpKernelContext* ctx, const std::vector<Tensor*>& vars, const Tensor& grad,
-                const AdamWScalars<T>& scalars) {
-  T* theta = vars[0]->flat<T>().data();
-  T* m = vars[1]->flat<T>().data();
-  T* v = vars[2]->flat<T>().data();
-  T* vhat = kAmsgrad ? vars[3]->flat<T>().data() : nullptr;
-  const T* g = grad.flat<T>().data();
-  ParallelRange(ctx, grad.NumElements(), kAdamCycles, [&](int64_t begin, int64_t end) {
-    AdamWBlock<T, kAmsgrad, kSign, kLinear>(
-        theta + begin, m + begin, v + begin, kAmsgrad ? vhat + begin : nullptr,
-        g + begin, end - begin, scalars);
-  });
-}
-
-template <typename T, bool kAmsgrad>
-void AdamWDispatch(OpKernelContext* ctx, const std::vector<Tensor*>& vars,
-                   const Tensor& grad, const AdamWScalars<T>& s, bool sign, bool linear) {
-  if (sign && linear) return AdamWRange<T, kAmsgrad, true, true>(ctx, vars, grad, s);
-  if (sign) return AdamWRange<T, kAmsgrad, true, false>(ctx, vars, grad, s);
-  if (linear) return AdamWRange<T, kAmsgrad, false, true>(ctx, vars, grad, s);
-  AdamWRange<T, kAmsgrad, false, false>(ctx, vars, grad, s);
-}
-
-template <typename T>
-class AdamWOp : public OpKernel {
+// An update op: the variables at `Inputs()` locked and writable, then `Update`.
+class UpdateOp : public OpKernel {
  public:
-  explicit AdamWOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_vhat", &num_vhat_));
+  explicit UpdateOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("decay_sign", &decay_sign_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("decay_linear", &decay_linear_));
-    OP_REQUIRES(ctx, num_vhat_ <= 1,
-                errors::InvalidArgument("keras_adamw: num_vhat is 0 or 1, got ", num_vhat_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& grad = ctx->input(3 + num_vhat_);
-    std::vector<int> inputs = {0, 1, 2};
-    if (num_vhat_) inputs.push_back(3);
+    const std::vector<int> inputs = Inputs();
+    const Tensor& grad = ctx->input(inputs.size());  // after the resources
     LockedVariables locked;
     std::vector<Tensor*> vars;
-    static const char* const kNames[] = {"var", "m", "v", "vhat"};
-    OP_REQUIRES_OK(ctx, locked.AcquireWritable(ctx, inputs, kNames, grad, &vars));
-    const int s = 4 + num_vhat_;  // first scalar input
-    const AdamWScalars<T> scalars = {
-        Scalar<T>(ctx, s),     Scalar<T>(ctx, s + 1), Scalar<T>(ctx, s + 2),
-        Scalar<T>(ctx, s + 3), Scalar<T>(ctx, s + 4), Scalar<T>(ctx, s + 5),
-        Scalar<T>(ctx, s + 6), Scalar<T>(ctx, s + 7)};
-    if (num_vhat_) {
-      AdamWDispatch<T, true>(ctx, vars, grad, scalars, decay_sign_, decay_linear_);
-    } else {
-      AdamWDispatch<T, false>(ctx, vars, grad, scalars, decay_sign_, decay_linear_);
-    }
+    OP_REQUIRES_OK(ctx, locked.AcquireWritable(ctx, inputs, Names(), grad, &vars));
+    Update(ctx, vars, grad, inputs.size() + 1);
   }
 
- private:
-  int num_vhat_;
+ protected:
+  // The resource inputs to update (variable first), and their names in errors.
+  virtual std::vector<int> Inputs() const = 0;
+  virtual const char* const* Names() const = 0;
+  // The update, with the scalar inputs from `first_scalar` on.
+  virtual void Update(OpKernelContext* ctx, const std::vector<Tensor*>& vars,
+                      const Tensor& grad, int first_scalar) = 0;
+
   bool decay_sign_, decay_linear_;
 };
 
-// Per-step scalars of SGDW, in the variable's dtype.
-template <typename T>
-struct SgdWScalars {
-  T lr, momentum, c_sign, c_linear;
-};
-
-template <typename T, int kMomentum, bool kSign, bool kLinear>
-void SgdWBlock(T* __restrict__ theta, T* __restrict__ velocity, const T* __restrict__ g,
-               int64_t size, const SgdWScalars<T> s) {
-  // kMomentum: 0 none, 1 momentum, 2 Nesterov momentum.
-  for (int64_t i = 0; i < size; ++i) {
-    T delta;
-    if (kMomentum == 0) {
-      delta = -s.lr * g[i];
-    } else {
-      const T velocity_new = s.momentum * velocity[i] - s.lr * g[i];
-      velocity[i] = velocity_new;
-      delta = kMomentum == 2 ? s.momentum * velocity_new - s.lr * g[i] : velocity_new;
-    }
-    theta[i] = Decayed<T, kSign, kLinear>(theta[i], delta, s.c_sign, s.c_linear);
+// An optional slot (`num_<slot>` resources, 0 or 1).
+int OptionalSlot(OpKernelConstruction* ctx, const char* attr) {
+  int count = 0;
+  Status status = ctx->GetAttr(attr, &count);
+  if (status.ok() && count > 1) {
+    status = errors::InvalidArgument("keras_adamw: ", attr, " is 0 or 1, got ", count);
   }
-}
-
-template <typename T, int kMomentum, bool kSign, bool kLinear>
-void SgdWRange(OpKernelContext* ctx, const std::vector<Tensor*>& vars, const Tensor& grad,
-               const SgdWScalars<T>& scalars) {
-  T* theta = vars[0]->flat<T>().data();
-  T* velocity = kMomentum ? vars[1]->flat<T>().data() : nullptr;
-  const T* g = grad.flat<T>().data();
-  ParallelRange(ctx, grad.NumElements(), kSgdCycles, [&](int64_t begin, int64_t end) {
-    SgdWBlock<T, kMomentum, kSign, kLinear>(theta + begin,
-                                            kMomentum ? velocity + begin : nullptr,
-                                            g + begin, end - begin, scalars);
-  });
-}
-
-template <typename T, int kMomentum>
-void SgdWDispatch(OpKernelContext* ctx, const std::vector<Tensor*>& vars,
-                  const Tensor& grad, const SgdWScalars<T>& s, bool sign, bool linear) {
-  if (sign && linear) return SgdWRange<T, kMomentum, true, true>(ctx, vars, grad, s);
-  if (sign) return SgdWRange<T, kMomentum, true, false>(ctx, vars, grad, s);
-  if (linear) return SgdWRange<T, kMomentum, false, true>(ctx, vars, grad, s);
-  SgdWRange<T, kMomentum, false, false>(ctx, vars, grad, s);
+  if (!status.ok()) ctx->SetStatus(status);
+  return count;
 }
 
 template <typename T>
-class SgdWOp : public OpKernel {
+T* Data(Tensor* tensor) {
+  return tensor->flat<T>().data();
+}
+
+template <typename T>
+class AdamWOp : public UpdateOp {
  public:
-  explicit SgdWOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_velocity", &num_velocity_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("nesterov", &nesterov_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("decay_sign", &decay_sign_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("decay_linear", &decay_linear_));
-    OP_REQUIRES(ctx, num_velocity_ <= 1,
-                errors::InvalidArgument("keras_adamw: num_velocity is 0 or 1, got ",
-                                        num_velocity_));
-  }
+  explicit AdamWOp(OpKernelConstruction* ctx)
+      : UpdateOp(ctx), amsgrad_(OptionalSlot(ctx, "num_vhat")) {}
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& grad = ctx->input(1 + num_velocity_);
-    std::vector<int> inputs = {0};
-    if (num_velocity_) inputs.push_back(1);
-    LockedVariables locked;
-    std::vector<Tensor*> vars;
-    static const char* const kNames[] = {"var", "velocity"};
-    OP_REQUIRES_OK(ctx, locked.AcquireWritable(ctx, inputs, kNames, grad, &vars));
-    const int s = 2 + num_velocity_;
-    const SgdWScalars<T> scalars = {Scalar<T>(ctx, s), Scalar<T>(ctx, s + 1),
-                                    Scalar<T>(ctx, s + 2), Scalar<T>(ctx, s + 3)};
-    if (!num_velocity_) {
-      SgdWDispatch<T, 0>(ctx, vars, grad, scalars, decay_sign_, decay_linear_);
-    } else if (nesterov_) {
-      SgdWDispatch<T, 2>(ctx, vars, grad, scalars, decay_sign_, decay_linear_);
-    } else {
-      SgdWDispatch<T, 1>(ctx, vars, grad, scalars, decay_sign_, decay_linear_);
-    }
+ protected:
+  std::vector<int> Inputs() const override {
+    return amsgrad_ ? std::vector<int>{0, 1, 2, 3} : std::vector<int>{0, 1, 2};
+  }
+  const char* const* Names() const override {
+    static const char* const kNames[] = {"var", "m", "v", "vhat"};
+    return kNames;
+  }
+  void Update(OpKernelContext* ctx, const std::vector<Tensor*>& vars, const Tensor& grad,
+              int first_scalar) override {
+    AdamW<T>(ThreadPool(ctx), Data<T>(vars[0]), Data<T>(vars[1]), Data<T>(vars[2]),
+             amsgrad_ ? Data<T>(vars[3]) : nullptr, grad.flat<T>().data(), grad.NumElements(),
+             ScalarInputs<AdamWScalars<T>, T>(ctx, first_scalar), decay_sign_, decay_linear_);
   }
 
  private:
-  int num_velocity_;
-  bool nesterov_, decay_sign_, decay_linear_;
+  const int amsgrad_;
 };
 
-#define REGISTER_KERNELS(T)                                                        \
-  REGISTER_KERNEL_BUILDER(                                                         \
-      Name("KerasAdamwApplyAdamw").Device(DEVICE_CPU).TypeConstraint<T>("T"),          \
-      AdamWOp<T>);                                                                 \
-  REGISTER_KERNEL_BUILDER(                                                         \
+template <typename T>
+class NadamWOp : public UpdateOp {
+ public:
+  using UpdateOp::UpdateOp;
+
+ protected:
+  std::vector<int> Inputs() const override { return {0, 1, 2}; }
+  const char* const* Names() const override {
+    static const char* const kNames[] = {"var", "m", "v"};
+    return kNames;
+  }
+  void Update(OpKernelContext* ctx, const std::vector<Tensor*>& vars, const Tensor& grad,
+              int first_scalar) override {
+    NadamW<T>(ThreadPool(ctx), Data<T>(vars[0]), Data<T>(vars[1]), Data<T>(vars[2]),
+              grad.flat<T>().data(), grad.NumElements(),
+              ScalarInputs<NadamWScalars<T>, T>(ctx, first_scalar), decay_sign_,
+              decay_linear_);
+  }
+};
+
+template <typename T>
+class SgdWOp : public UpdateOp {
+ public:
+  explicit SgdWOp(OpKernelConstruction* ctx)
+      : UpdateOp(ctx), momentum_(OptionalSlot(ctx, "num_velocity")) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("nesterov", &nesterov_));
+  }
+
+ protected:
+  std::vector<int> Inputs() const override {
+    return momentum_ ? std::vector<int>{0, 1} : std::vector<int>{0};
+  }
+  const char* const* Names() const override {
+    static const char* const kNames[] = {"var", "velocity"};
+    return kNames;
+  }
+  void Update(OpKernelContext* ctx, const std::vector<Tensor*>& vars, const Tensor& grad,
+              int first_scalar) override {
+    SgdW<T>(ThreadPool(ctx), Data<T>(vars[0]), momentum_ ? Data<T>(vars[1]) : nullptr,
+            grad.flat<T>().data(), grad.NumElements(),
+            ScalarInputs<SgdWScalars<T>, T>(ctx, first_scalar), nesterov_, decay_sign_,
+            decay_linear_);
+  }
+
+ private:
+  const int momentum_;
+  bool nesterov_;
+};
+
+#define REGISTER_KERNELS(T)                                                              \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("KerasAdamwApplyAdamw").Device(DEVICE_CPU).TypeConstraint<T>("T"), AdamWOp<T>);  \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("KerasAdamwApplyNadamw").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
+      NadamWOp<T>);                                                                      \
+  REGISTER_KERNEL_BUILDER(                                                               \
       Name("KerasAdamwApplySgdw").Device(DEVICE_CPU).TypeConstraint<T>("T"), SgdWOp<T>);
 REGISTER_KERNELS(float)
 REGISTER_KERNELS(double)

@@ -1,13 +1,18 @@
-"""The native single-pass ops (`keras_adamw.native`): build, fallback, semantics.
+"""The native single-pass kernels (`keras_adamw.native`): build, fallback, semantics.
 
-The numbers of the native path are checked against the oracle in
+The numbers of the native paths are checked against the oracle in
 `test_keras2_oracle.py` (and `tests/keras3/test_tf_compiled_adamw.py`); here:
-the ops equal the XLA kernels they replace, a tensor read before an update keeps
-its value, bad inputs fail with TensorFlow errors that say what is wrong, the
-optimizers pick the native op only where it can run, and a machine without a
-compiler gets a warning that names the fix and the same numbers.
+the TensorFlow ops and the XLA custom calls equal the XLA kernels they replace,
+a batch of custom calls equals one call per variable and updates in place, a
+tensor read before an update keeps its value, bad inputs fail with TensorFlow
+errors that say what is wrong, the optimizers pick the native kernels only where
+they can run, and a machine without a compiler gets a warning that names the fix
+and the same numbers.
 """
+import collections
+import contextlib
 import pathlib
+import re
 import tempfile
 import warnings
 
@@ -18,6 +23,7 @@ from keras2_helpers import assert_close
 
 from keras_adamw import native, tf_kernels
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.native import xla_calls
 
 SHAPE = (300, 7)
 DECAYS = [(None, None), (None, 0.01), (0.002, None), (0.002, 0.01)]
@@ -39,41 +45,121 @@ def _decay(decay):
     return tuple(None if c is None else tf.constant(c, tf.float32) for c in decay)
 
 
-@pytest.mark.parametrize("amsgrad", [False, True])
-@pytest.mark.parametrize("decay", DECAYS, ids=str)
-def test_adamw_op_equals_xla_kernel(decay, amsgrad):
+# The native kernels and how they run: the TensorFlow ops eagerly, the custom
+# calls in a `jit_compile=True` function.
+NATIVE_PATHS = {"op": (native, False), "xla-call": (xla_calls, True)}
+
+
+def _run(kernels, jit, update):
+    """`update(kernels)` eagerly, or in a jit function when `jit`."""
+    if not jit:
+        update(kernels)
+        return
+    tf.function(lambda: update(kernels) and None, jit_compile=True, autograph=False)()
+
+
+def _trajectories(seed, count, update, paths, steps=10):
+    """Variables after `steps` calls of `update(kernels, variables, grad)`, per path."""
+    runs = []
+    for kernels, jit in paths:
+        variables = _variables(seed, count)
+        grads = np.random.default_rng(seed + 1).normal(size=(steps,) + SHAPE)
+        for grad in grads.astype("float32"):
+            _run(kernels, jit, lambda k, g=grad, x=variables: update(k, x, tf.constant(g)))
+        runs.append([v.numpy() for v in variables])
+    return runs
+
+
+def _assert_same(runs):
     """Same arithmetic in the same order: after 10 steps equal to a few float32
     ulps of the tensor's scale (XLA's division and square root round alike up to
     an ulp)."""
-    count = 4 if amsgrad else 3
-    runs = []
-    for kernels in (native, tf_kernels):
-        variables = _variables(0, count)
-        grads = np.random.default_rng(1).normal(size=(10,) + SHAPE).astype("float32")
-        for grad in grads:
-            handles = [v.handle for v in variables] + ([] if amsgrad else [None])
-            kernels.adamw(*handles, tf.constant(grad), tf.constant(0.01), tf.constant(0.3),
-                          _decay(decay), 0.8999999761581421, 0.9990000128746033, 1e-7)
-        runs.append([v.numpy() for v in variables])
     for ours, xla in zip(*runs):
         assert_close(ours, xla, rtol=1e-6, floor=3e-7)
 
 
+@pytest.mark.parametrize("path", NATIVE_PATHS)
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decay", DECAYS, ids=str)
+def test_adamw_equals_xla_kernel(decay, amsgrad, path):
+    def update(kernels, variables, grad):
+        handles = [v.handle for v in variables] + ([] if amsgrad else [None])
+        return kernels.adamw(*handles, grad, tf.constant(0.01), tf.constant(0.3),
+                             _decay(decay), 0.8999999761581421, 0.9990000128746033, 1e-7)
+
+    _assert_same(_trajectories(0, 4 if amsgrad else 3, update,
+                               [NATIVE_PATHS[path], (tf_kernels, False)]))
+
+
+NADAM_COEFFICIENTS = {"grad_weight": 0.07, "momentum_weight": 0.86, "v_correction": 12.5}
+
+
+@pytest.mark.parametrize("path", NATIVE_PATHS)
+@pytest.mark.parametrize("decay", DECAYS, ids=str)
+def test_nadamw_equals_xla_kernel(decay, path):
+    def update(kernels, variables, grad):
+        coefficients = {k: tf.constant(c) for k, c in NADAM_COEFFICIENTS.items()}
+        return kernels.nadamw(*(v.handle for v in variables), grad, tf.constant(0.01),
+                              coefficients, _decay(decay), 0.9, 0.999, 1e-7)
+
+    _assert_same(_trajectories(6, 3, update, [NATIVE_PATHS[path], (tf_kernels, False)]))
+
+
+def _sgdw_update(decay, momentum, nesterov):
+    def update(kernels, variables, grad):
+        var, velocity = variables
+        return kernels.sgdw(var.handle, None if momentum is None else velocity.handle, grad,
+                            tf.constant(0.05),
+                            None if momentum is None else tf.constant(momentum),
+                            _decay(decay), nesterov)
+    return update
+
+
+@pytest.mark.parametrize("path", NATIVE_PATHS)
 @pytest.mark.parametrize("momentum,nesterov", [(None, False), (0.9, False), (0.9, True)])
 @pytest.mark.parametrize("decay", DECAYS, ids=str)
-def test_sgdw_op_equals_xla_kernel(decay, momentum, nesterov):
-    runs = []
-    for kernels in (native, tf_kernels):
-        var, velocity = _variables(2, 2)
-        grads = np.random.default_rng(3).normal(size=(10,) + SHAPE).astype("float32")
-        for grad in grads:
-            kernels.sgdw(var.handle, None if momentum is None else velocity.handle,
-                         tf.constant(grad), tf.constant(0.05),
-                         None if momentum is None else tf.constant(momentum),
-                         _decay(decay), nesterov)
-        runs.append([var.numpy(), velocity.numpy()])
-    for ours, xla in zip(*runs):
-        assert_close(ours, xla, rtol=1e-6, floor=3e-7)
+def test_sgdw_equals_xla_kernel(decay, momentum, nesterov, path):
+    _assert_same(_trajectories(2, 2, _sgdw_update(decay, momentum, nesterov),
+                               [NATIVE_PATHS[path], (tf_kernels, False)]))
+
+
+def test_a_batch_equals_one_call_per_variable_and_updates_in_place():
+    """Variables of several shapes and rules in one batch: one custom call per
+    (rule, dtype, flags) group, no copy of any buffer, and the numbers of one
+    call per variable."""
+    shapes = [(300, 7), (5,), (4, 3, 2), (0,)]
+    rng = np.random.default_rng(8)
+    starts = [rng.normal(size=shape) for shape in shapes]
+    grads = [tf.constant(rng.normal(size=shape), tf.float32) for shape in shapes]
+    # A different decay per variable (a per-variable scalar); the last two
+    # without the linear term: another group.
+    decays = [(None, 0.01), (None, 0.02), (0.003, None), (0.003, None)]
+
+    def run(batched):
+        variables = [[tf.Variable(np.abs(x).astype("float32")) for _ in range(3)]
+                     for x in starts]
+
+        @tf.function(jit_compile=True, autograph=False)
+        def step():
+            with xla_calls.batch() if batched else contextlib.nullcontext():
+                for (var, m, v), grad, decay in zip(variables, grads, decays):
+                    xla_calls.adamw(var.handle, m.handle, v.handle, None, grad,
+                                    tf.constant(0.01), 1.0, _decay(decay), 0.9, 0.999, 1e-7)
+                    xla_calls.sgdw(m.handle, None, grad, tf.constant(0.1), None,
+                                   _decay(decay), False)
+
+        step()
+        return [[x.numpy() for x in triple] for triple in variables], step
+
+    batched, step = run(True)
+    hlo = step.experimental_get_compiler_ir()(stage="optimized_hlo")
+    assert hlo.count("custom-call(") == 4  # (adamw, sgdw) x (two decay flag sets)
+    assert hlo.count("output_to_operand_aliasing") == 4
+    copied = re.findall(r"f32\[([\d,]*)\]\{[\d,]*\} copy\(", hlo)
+    assert set(copied) <= {"0"}  # only the empty variable's (a constant to XLA)
+    for ours, single in zip(batched, run(False)[0]):
+        for a, b in zip(ours, single):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_adamw_op_float64():
@@ -132,32 +218,43 @@ def _trace_ops(optimizer, variables, jit_compile=False):
         optimizer.apply_gradients([(tf.ones_like(v), v) for v in variables])
 
     step()
-    return {op.type for op in step.get_concrete_function().graph.get_operations()}
+    return collections.Counter(
+        op.type for op in step.get_concrete_function().graph.get_operations())
+
+
+OPS = {AdamW: "KerasAdamwApplyAdamw", NadamW: "KerasAdamwApplyNadamw",
+       SGDW: "KerasAdamwApplySgdw"}
 
 
 @pytest.mark.parametrize("cls,options", [(AdamW, {}), (AdamW, {"amsgrad": True}),
-                                         (SGDW, {"momentum": 0.9})])
-def test_optimizers_use_the_native_op_where_it_runs(cls, options):
-    """Native for decayed variables outside XLA (every amsgrad AdamW variable);
-    the XLA kernel inside `jit_compile` or with `native_kernels=False`; NadamW
-    always compiled (no native Nadam op)."""
-    name = "KerasAdamwApplyAdamw" if cls is AdamW else "KerasAdamwApplySgdw"
+                                         (NadamW, {}), (SGDW, {"momentum": 0.9})])
+def test_optimizers_use_the_native_kernels_where_they_run(cls, options):
+    """Outside XLA, the native op for decayed variables (every amsgrad AdamW
+    and NadamW variable), the fused op for the others; inside `jit_compile`,
+    one custom call per group for every variable; with `native_kernels=False`,
+    neither."""
     make = lambda: [tf.Variable(tf.ones([200_000]), name="big/kernel"),
                     tf.Variable(tf.ones([3]), name="big/bias")]
     optimizer = cls(weight_decay=0.1, exclude_from_weight_decay=["bias"], init_verbose=False,
                     **options)
-    assert name in _trace_ops(optimizer, make())
-    assert name not in _trace_ops(optimizer, make(), jit_compile=True)
+    fused = {"ResourceApplyAdam", "ResourceApplyAdamWithAmsgrad", "ResourceApplyKerasMomentum"}
+    ops = _trace_ops(optimizer, make())
+    assert ops[OPS[cls]] == (2 if cls is NadamW or options.get("amsgrad") else 1)
+    assert ops["XlaCallModule"] == 0
+    assert sum(ops[op] for op in fused) == (0 if cls is NadamW or options.get("amsgrad") else 1)
+    ops = _trace_ops(optimizer, make(), jit_compile=True)
+    assert ops[OPS[cls]] == 0 and sum(ops[op] for op in fused) == 0
+    assert ops["XlaCallModule"] == 2  # one group with the decay, one without
     optimizer = cls(weight_decay=0.1, init_verbose=False, **options)
     optimizer.native_kernels = False
-    assert name not in _trace_ops(optimizer, make())
-    ops = _trace_ops(NadamW(weight_decay=0.1, init_verbose=False), make())
-    assert not {"KerasAdamwApplyAdamw", "KerasAdamwApplySgdw"} & ops
+    for jit_compile in (False, True):
+        ops = _trace_ops(optimizer, make(), jit_compile=jit_compile)
+        assert sum(ops[op] for op in OPS.values()) == ops["XlaCallModule"] == 0
 
 
 def test_float16_variables_take_the_other_paths():
     variable = tf.Variable(tf.ones([4], tf.float16), name="h/kernel")
-    assert not native.usable(variable)
+    assert native.kernels(variable) is None
     optimizer = SGDW(learning_rate=0.5, weight_decay=0.1, init_verbose=False)
     optimizer.apply_gradients([(tf.ones([4], tf.float16), variable)])
     np.testing.assert_allclose(variable.numpy(), 1 - 0.5 * 0.1 - 0.5, rtol=1e-3)
@@ -206,7 +303,7 @@ def test_switched_off_without_a_warning(monkeypatch, fresh_library, value):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert native.library() is None
-        assert not native.usable(tf.Variable(tf.ones([2])))
+        assert native.kernels(tf.Variable(tf.ones([2]))) is None
 
 
 def test_an_unknown_switch_value_is_named(monkeypatch):

@@ -3,8 +3,9 @@
 One case table; each case runs 50 updates (dense, or with an `IndexedSlices`
 gradient with repeated rows) and compares variables, slots and
 `iterations`/`t_cur`/`eta_t`/`lr_t` to `reference.ReferenceOptimizer`, once with
-the native single-pass ops (`keras_adamw.native`), once with the XLA-compiled
-kernels (`xla_min_size=0`) and once with TensorFlow ops only.
+the native single-pass ops (`keras_adamw.native`), once with the native XLA
+custom calls (a `jit_compile=True` step), once with the XLA-compiled kernels
+(`xla_min_size=0`) and once with TensorFlow ops only.
 """
 import dataclasses
 
@@ -97,11 +98,11 @@ def oracle_for(case, learning_rate):
                                         **base, **case.oracle)
 
 
-def make_step(optimizer, variables, sparse):
+def make_step(optimizer, variables, sparse, jit_compile=False):
     """One `apply_gradients` in a tf.function; `emb` gets IndexedSlices if sparse."""
     indices = tf.constant(SPARSE_INDICES)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(grads, emb_values):
         if sparse:
             grads = grads[:2] + [tf.IndexedSlices(emb_values, indices,
@@ -130,8 +131,10 @@ def compare(optimizer, variables, oracle, params, what):
         assert_close(get(optimizer._state_variables()["momentum_cache"]), oracle.u_product)
 
 
-# The three update paths: (native_kernels, xla_min_size).
-UPDATE_PATHS = {"native": (True, 0), "xla": (False, 0), "tf-ops": (False, None)}
+# The update paths: (native_kernels, xla_min_size, jit_compile). "native" runs
+# the native TensorFlow ops, "native-jit" the native XLA custom calls.
+UPDATE_PATHS = {"native": (True, 0, False), "native-jit": (True, 0, True),
+                "xla": (False, 0, False), "tf-ops": (False, None, False)}
 
 
 @pytest.mark.parametrize("update", UPDATE_PATHS)
@@ -140,13 +143,13 @@ def test_matches_oracle(case, update):
     learning_rate = 0.05 if case.kind == "sgdw" else 0.01
     optimizer = CLASSES[case.kind](learning_rate=learning_rate, init_verbose=False,
                                    **case.options)
-    optimizer.native_kernels, optimizer.xla_min_size = UPDATE_PATHS[update]
-    assert update != "native" or native.library() is not None, "native ops not built"
+    optimizer.native_kernels, optimizer.xla_min_size, jit_compile = UPDATE_PATHS[update]
+    assert not optimizer.native_kernels or native.library() is not None, "native not built"
     variables = make_variables()
     oracle = oracle_for(case, learning_rate)
     params = [v.numpy().astype(np.float64) for v in variables]
     dense, sparse = make_gradients(STEPS)
-    step = make_step(optimizer, variables, case.sparse)
+    step = make_step(optimizer, variables, case.sparse, jit_compile)
     for i in range(STEPS):
         if case.restart_at == i:
             tf_keras.backend.set_value(optimizer.t_cur, -1)

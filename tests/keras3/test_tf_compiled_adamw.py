@@ -1,13 +1,14 @@
-"""Keras 3 AdamW and SGDW on TensorFlow: a decayed variable takes one pass.
+"""Keras 3 AdamW, NadamW and SGDW on TensorFlow: a decayed variable takes one pass.
 
-A variable with a decay (every AdamW variable with amsgrad) is updated by the
-native op `keras_adamw.native` outside XLA, by `keras_adamw.tf_kernels` (XLA)
-inside `jit_compile` or with `native_kernels=False` (rule and decay in one pass
-either way; SGDW then takes a decay pass and the fused op), one without by the
-fused `ResourceApplyAdam`. All follow the float64 oracle on variables and slots
-after 30 updates (amsgrad on/off, float32 and float64, eager, `tf.function` and
-`jit_compile` steps, and an `IndexedSlices` gradient with repeated rows on a
-decayed table).
+A variable with a decay (every AdamW variable with amsgrad, every NadamW
+variable) is updated by the native op `keras_adamw.native` outside XLA, by
+`keras_adamw.tf_kernels` (XLA) with `native_kernels=False` (rule and decay in
+one pass either way; SGDW then takes a decay pass and the fused op), one
+without by the fused `ResourceApplyAdam`; inside `jit_compile`, every variable
+by the native custom calls (`keras_adamw.native.xla_calls`). All follow the
+float64 oracle on variables and slots after 30 updates (amsgrad on/off, float32
+and float64, eager, `tf.function` and `jit_compile` steps, and an
+`IndexedSlices` gradient with repeated rows on a decayed table).
 """
 import keras
 import numpy as np
@@ -120,8 +121,9 @@ def spy_on(monkeypatch):
     """Shapes of the gradients given to the native, XLA and fused AdamW kernels."""
     from keras_adamw import native, tf_kernels
     from keras_adamw.keras3 import tf_fast
+    from keras_adamw.native import xla_calls
 
-    shapes = {"native": [], "compiled": [], "fused": []}
+    shapes = {"native": [], "xla_call": [], "compiled": [], "fused": []}
 
     def spy(path, function, grad_position):
         def wrapper(*args, **kwargs):
@@ -131,6 +133,7 @@ def spy_on(monkeypatch):
 
     # (var, m, v, vhat, grad, ...) and (variable, m, v, grad, ...)
     monkeypatch.setattr(native, "adamw", spy("native", native.adamw, 4))
+    monkeypatch.setattr(xla_calls, "adamw", spy("xla_call", xla_calls.adamw, 4))
     monkeypatch.setattr(tf_kernels, "adamw", spy("compiled", tf_kernels.adamw, 4))
     monkeypatch.setattr(tf_fast, "adam", spy("fused", tf_fast.adam, 3))
     return shapes
@@ -139,9 +142,10 @@ def spy_on(monkeypatch):
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("mode", ["eager", "function", "jit", "native_kernels=False"])
 def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
-    """Native outside XLA, compiled inside it or when switched off; fused without
-    a decay; amsgrad never fused (TensorFlow has no XLA kernel for
-    `ResourceApplyAdamWithAmsgrad`)."""
+    """Native outside XLA, compiled when switched off; fused without a decay;
+    amsgrad never fused (TensorFlow has no XLA kernel for
+    `ResourceApplyAdamWithAmsgrad`); inside XLA, the custom call for every
+    variable."""
     from keras_adamw import native
 
     assert native.library() is not None, "the native ops were not built"
@@ -152,12 +156,12 @@ def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
     optimizer.build(variables)
     step = make_step(optimizer, variables, mode if mode in ("function", "jit") else "eager")
     step([np.ones(shape, "float32") for shape in SHAPES.values()])
-    one_pass = SHAPES if amsgrad else DECAYED
-    path = "native" if mode in ("eager", "function") else "compiled"
-    assert sorted(shapes[path]) == sorted(SHAPES[name] for name in one_pass)
-    assert shapes["fused"] == ([] if amsgrad else [SHAPES["a_bias"]])
-    other = "compiled" if path == "native" else "native"
-    assert shapes[other] == []
+    one_pass = SHAPES if amsgrad or mode == "jit" else DECAYED
+    path = {"jit": "xla_call", "native_kernels=False": "compiled"}.get(mode, "native")
+    assert sorted(shapes.pop(path)) == sorted(SHAPES[name] for name in one_pass)
+    fused = [] if amsgrad or mode == "jit" else [SHAPES["a_bias"]]
+    assert shapes.pop("fused") == fused
+    assert shapes == {k: [] for k in shapes}
 
 
 SGD_LIBRARY = {**LIBRARY, "learning_rate": 0.05, "momentum": 0.9}
@@ -171,14 +175,16 @@ SGD_ORACLE = {**ORACLE, "learning_rate": 0.05, "momentum": float(np.float32(0.9)
                                                  ("jit", True, "float32"),
                                                  ("jit", False, "float64")])
 def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels):
-    """Decayed variables: the native op outside XLA, `tf_kernels.sgdw` inside it,
-    the decay pass and `ResourceApplyKerasMomentum` with `native_kernels=False`
-    outside it; all follow the oracle."""
+    """Decayed variables: the native op outside XLA, the decay pass and
+    `ResourceApplyKerasMomentum` with `native_kernels=False` outside it,
+    `tf_kernels.sgdw` inside it; inside XLA with the native kernels, the custom
+    call for every variable. All follow the oracle."""
     from keras_adamw import native as native_ops
     from keras_adamw import tf_kernels
+    from keras_adamw.native import xla_calls
 
-    calls = {"native": [], "xla": []}
-    for name, module in (("native", native_ops), ("xla", tf_kernels)):
+    calls = {"native": [], "xla_call": [], "xla": []}
+    for name, module in (("native", native_ops), ("xla_call", xla_calls), ("xla", tf_kernels)):
         original = module.sgdw
         monkeypatch.setattr(module, "sgdw", lambda *a, calls=calls[name], original=original,
                             **k: calls.append(1) or original(*a, **k))
@@ -198,7 +204,36 @@ def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels)
     for i, name in enumerate(SHAPES):
         assert_close(name, variables[i], params[i])
         assert_close(f"{name}/velocity", optimizer.momentums[i], oracle.velocity[i])
-    per_step = len(DECAYED) * (STEPS if mode == "eager" else 1)
-    path = "xla" if mode == "jit" else "native" if native_kernels else None
+    jit = mode == "jit"
+    per_step = (len(SHAPES) if jit and native_kernels else len(DECAYED)) * (
+        STEPS if mode == "eager" else 1)
+    path = ("xla_call" if native_kernels else "xla") if jit else \
+        "native" if native_kernels else None
     assert {k: len(v) for k, v in calls.items()} == {
         k: per_step if k == path else 0 for k in calls}
+
+
+@pytest.mark.parametrize("native_kernels", [True, False], ids=["native", "xla"])
+@pytest.mark.parametrize("mode,dtype", [("eager", "float32"), ("function", "float64"),
+                                        ("jit", "float32"), ("jit", "float64")])
+def test_nadamw_matches_oracle(mode, dtype, native_kernels):
+    """Every NadamW variable takes one pass: the native op or custom call, or
+    `tf_kernels.nadamw` with `native_kernels=False`."""
+    variables = make_variables(dtype)
+    optimizer = keras_adamw.NadamW(**LIBRARY)
+    optimizer.native_kernels = native_kernels
+    optimizer.build(variables)
+    oracle = ReferenceOptimizer("nadamw", list(SHAPES.values()), beta_1=0.9, beta_2=0.999,
+                                epsilon=keras.config.epsilon(), schedule_decay=0.004,
+                                **ORACLE)
+    params = [np.asarray(K_eval(v), np.float64) for v in variables]
+    step = make_step(optimizer, variables, mode)
+    rng = np.random.default_rng(3)
+    for _ in range(STEPS):
+        native, dense = gradients(rng, dtype, sparse=mode == "jit")
+        step(native)
+        params = oracle.step(params, dense)
+    for i, name in enumerate(SHAPES):
+        assert_close(name, variables[i], params[i])
+        assert_close(f"{name}/m", optimizer._momentums[i], oracle.m[i])
+        assert_close(f"{name}/v", optimizer._velocities[i], oracle.v[i])
