@@ -45,9 +45,12 @@ class KerasAdamWMixin(config.SettingsAttributes):
             SGDW variable, any amsgrad AdamW and any NadamW variable (inside
             `jit_compile`, every variable) by the single-pass native kernel
             (`keras_adamw.native`: a TensorFlow op, or an XLA custom call inside
-            `jit_compile`) where it runs: a CPU variable of float32/float64.
-            Default True; False takes the XLA-compiled pass (AdamW, NadamW) or
-            the fused op after a decay pass (SGDW; the XLA pass inside XLA).
+            `jit_compile`) where it runs: a CPU variable of float32/float64. On
+            JAX (CPU), every float32/float64 variable of at least 2^16 elements
+            by the same custom calls (`keras_adamw.jax_kernels`). Default True;
+            False takes the XLA-compiled pass (AdamW, NadamW) or the fused op
+            after a decay pass (SGDW; the XLA pass inside XLA), and Keras ops on
+            JAX.
     """
 
     native_kernels = True
@@ -126,9 +129,10 @@ class KerasAdamWMixin(config.SettingsAttributes):
     def _run_update_steps(self, grads, trainable_variables, learning_rate):
         """All variables' updates: torch's multi-tensor path, else Keras's loop.
 
-        Keras's loop calls `update_step` per variable (distribution-aware on TF;
-        inside XLA, the native custom calls of the loop are emitted together,
-        one per group, by `native.xla_calls.batch`).
+        Keras's loop calls `update_step` per variable (distribution-aware on TF);
+        the native custom calls of the loop (TensorFlow inside XLA, JAX) are
+        emitted together, one per group (`batch` of `native.xla_calls`,
+        `jax_kernels`).
         """
         backend = keras.backend.backend()
         if backend == "torch" and self._settings.effective_lr_bounds is None:
@@ -136,13 +140,24 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
             torch_fast.update(self, grads, trainable_variables, self._step)
             return
-        if backend == "tensorflow":
-            from keras_adamw.native import xla_calls
-
-            with xla_calls.batch():
+        if backend in ("tensorflow", "jax"):
+            if backend == "tensorflow":
+                from keras_adamw.native.xla_calls import batch
+            else:
+                from keras_adamw.jax_kernels import batch
+            with batch():
                 self._keras_update_loop(grads, trainable_variables, learning_rate)
             return
         self._keras_update_loop(grads, trainable_variables, learning_rate)
+
+    def _jax_native(self, variable, bounds):
+        """Whether `variable` takes the JAX custom calls (`keras_adamw.jax_kernels`):
+        JAX backend, `native_kernels`, no per-element bounds, where they run."""
+        if keras.backend.backend() != "jax" or not self.native_kernels or bounds is not None:
+            return False
+        from keras_adamw import jax_kernels
+
+        return jax_kernels.usable(variable)
 
     def _keras_update_loop(self, grads, trainable_variables, learning_rate):
         super()._backend_update_step(grads, trainable_variables, learning_rate)

@@ -14,6 +14,8 @@ from keras_adamw.keras3.base import KERAS_KWARGS, KerasAdamWMixin, check_epsilon
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
     from keras_adamw.keras3 import tf_fast
+elif BACKEND == "jax":
+    from keras_adamw import jax_kernels
 
 register = keras.saving.register_keras_serializable(package="keras_adamw")
 
@@ -106,6 +108,10 @@ class AdamW(KerasAdamWMixin, keras.optimizers.Adam):
             tf_fast.adamw(variable, m, v, v_hat, grad, s, self.beta_1, self.beta_2,
                           self.epsilon, self.native_kernels)
             return
+        if self._jax_native(variable, bounds):
+            jax_kernels.adamw(self, variable, m, v, v_hat, grad, s, self.beta_1, self.beta_2,
+                              self.epsilon)
+            return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
                                           grad, self.beta_1, self.beta_2)
@@ -193,6 +199,10 @@ class NadamW(KerasAdamWMixin, keras.optimizers.Nadam):
             tf_fast.nadamw(variable, m, v, grad, s, self.beta_1, self.beta_2, self.epsilon,
                            self.native_kernels)
             return
+        if self._jax_native(variable, bounds):
+            jax_kernels.nadamw(self, variable, m, v, grad, s, self.beta_1, self.beta_2,
+                               self.epsilon)
+            return
         theta = ops.convert_to_tensor(variable)
         m_new, v_new = rules.adam_moments(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
                                           grad, self.beta_1, self.beta_2)
@@ -269,6 +279,10 @@ class SGDW(KerasAdamWMixin, keras.optimizers.SGD):
         if BACKEND == "tensorflow":
             tf_fast.sgdw(variable, velocity, grad, step_size, self.momentum, self.nesterov,
                          s["c_sign"], s["c_linear"], self.native_kernels)
+            return
+        if self._jax_native(variable, None):
+            jax_kernels.sgdw(self, variable, velocity, grad, step_size, self.momentum,
+                             self.nesterov, s)
             return
         theta = ops.convert_to_tensor(variable)
         new_velocity, delta = rules.sgd_step(

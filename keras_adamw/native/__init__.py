@@ -20,97 +20,45 @@ says why once and the optimizers use the XLA-compiled kernels
 variables of float32 and float64.
 """
 import functools
-import hashlib
-import logging
-import os
-import pathlib
-import shlex
 import subprocess
 import sys
-import tempfile
-import warnings
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
+from keras_adamw import native_build
 from keras_adamw.native import xla_calls
+from keras_adamw.native_build import (  # noqa: F401 (part of this module's interface)
+    CACHE_DIR,
+    OPTIMIZE,
+    SOURCE_DIR,
+    SWITCH,
+    cache_dir,
+    compile_library,
+    compiler,
+    switched_off,
+    unavailable_warning,
+)
 
-HERE = pathlib.Path(__file__).parent
-SOURCES = [HERE / "update_ops.cc", HERE / "xla_calls.cc"]  # compiled
-HEADERS = [HERE / "update_kernels.h"]
-SWITCH = "KERAS_ADAMW_NATIVE"  # "0" (false/no/off): never build or use the library
-CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"
+SOURCES = [SOURCE_DIR / "update_ops.cc", SOURCE_DIR / "xla_calls.cc"]  # compiled
+HEADERS = native_build.HEADERS
 DTYPES = (tf.float32, tf.float64)
-# -fno-math-errno lets `sqrt` vectorise (the results are the same IEEE values).
-OPTIMIZE = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-w"]
-LOGGER = logging.getLogger("keras_adamw")
-
-
-def cache_dir():
-    """Where the compiled library is kept: `$KERAS_ADAMW_CACHE_DIR`, else the
-    user's cache directory, else (read-only home) a per-user temporary one."""
-    if os.environ.get(CACHE_DIR):
-        return pathlib.Path(os.environ[CACHE_DIR])
-    base = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
-    if _writable(base):
-        return base / "keras_adamw"
-    user = getattr(os, "getuid", lambda: "user")()
-    return pathlib.Path(tempfile.gettempdir()) / f"keras_adamw-{user}"
-
-
-def _writable(path):
-    """Whether `path`, or its nearest existing ancestor, can be written."""
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return os.access(path, os.W_OK)
 
 
 def build_command(output):
     """The compiler call that builds `SOURCES` into `output`."""
-    compiler = shlex.split(os.environ.get("CXX") or "g++")
-    return (compiler + OPTIMIZE + [str(source) for source in SOURCES] + ["-o", str(output)]
+    return (compiler() + OPTIMIZE + [str(source) for source in SOURCES] + ["-o", str(output)]
             + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags())
 
 
 def library_path():
     """The cached library for these sources, TensorFlow and compiler."""
-    key = hashlib.sha256()
-    for source in SOURCES + HEADERS:
-        key.update(source.read_bytes())
-    key.update(" ".join([tf.__version__, tf.sysconfig.get_lib()]
-                        + build_command("x")).encode())
-    return cache_dir() / f"update_ops-{key.hexdigest()[:16]}.so"
+    return native_build.library_path("update_ops", SOURCES, build_command("x"),
+                                     [tf.__version__, tf.sysconfig.get_lib()])
 
 
 def build(path):
     """Compiles the library into `path` (written whole, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=path.parent)
-    os.close(handle)
-    command = build_command(partial)
-    LOGGER.info("keras_adamw: building the native TensorFlow kernels (once): %s",
-                shlex.join(command))
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                                check=False)
-        if result.returncode != 0:
-            raise OSError(f"{shlex.join(command[:1])} exited with {result.returncode}: "
-                          f"{result.stderr.strip()[-2000:]}")
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
-def switched_off():
-    """`KERAS_ADAMW_NATIVE` is 0/false/no/off; another unknown value is warned about."""
-    value = os.environ.get(SWITCH, "").strip().lower()
-    if value in ("0", "false", "no", "off"):
-        return True
-    if value not in ("", "1", "true", "yes", "on"):
-        warnings.warn(f"{SWITCH}={value!r} is not understood: set it to 0 to turn the native "
-                      f"ops off, or 1 (or leave it unset) to use them; using them.",
-                      RuntimeWarning, stacklevel=3)
-    return False
+    compile_library(build_command, path, "TensorFlow")
 
 
 @functools.cache
@@ -124,12 +72,8 @@ def library():
             build(path)
         return tf.load_op_library(str(path))
     except (OSError, subprocess.SubprocessError, tf.errors.OpError) as error:
-        warnings.warn(
-            f"keras_adamw: the native TensorFlow kernels are not available ({error}); "
-            f"decayed variables update through the XLA-compiled kernels instead "
-            f"(same numbers, slower on the CPU). Install a C++ compiler (g++, or set "
-            f"CXX), or set {SWITCH}=0 to skip them without this warning.",
-            RuntimeWarning, stacklevel=2)
+        unavailable_warning("TensorFlow", error, "decayed variables update through the "
+                            "XLA-compiled kernels instead")
         return None
 
 

@@ -1,17 +1,20 @@
 // XLA custom calls for keras_adamw (CPU): the updates of update_kernels.h inside
-// a `jit_compile=True` TensorFlow function.
+// a `jit_compile=True` TensorFlow function, and on JAX (built with
+// -DKERAS_ADAMW_JAX against jaxlib's headers: keras_adamw/jax_kernels.py).
 //
 // XLA compiles an update into element-wise loops, one per updated tensor (the
 // second reading what the first wrote): 24 instead of 20 bytes per float32
 // parameter for momentum SGD, 44 instead of 28 for Nadam, and it cannot fuse
 // them on the CPU. These handlers do the whole update in one pass, in place:
 // keras_adamw/native/xla_calls.py emits them through TensorFlow's XlaCallModule
-// with every updated tensor aliased to its output. Registered with the XLA FFI
-// of the TensorFlow that loads this library ("Host" platform).
+// with every updated tensor aliased to its output, registered with the XLA FFI
+// of the TensorFlow that loads this library ("Host" platform); on JAX they are
+// exported as C symbols and registered from Python.
 //
-// Operands: the tensors to update, the gradient, then the per-step scalars as
-// one vector of the variables' dtype (update_kernels.h orders them); attributes
-// `decay_sign` and `decay_linear` (and `nesterov` for SGDW) select the formula.
+// One call updates a group of variables (see GroupCall): per variable, the
+// tensors to update and the gradient, then the per-step scalars of all of them
+// as one [variables, count] matrix of their dtype (update_kernels.h orders
+// them); attributes `decay_sign`, `decay_linear` and `nesterov` select the formula.
 
 #include <algorithm>
 #include <atomic>
@@ -26,7 +29,9 @@
 #include "update_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
+#ifndef KERAS_ADAMW_JAX
 extern "C" const XLA_FFI_Api* XLA_FFI_GetApi();  // TensorFlow's XLA runtime
+#endif
 
 namespace keras_adamw {
 namespace {
@@ -270,11 +275,22 @@ KERAS_ADAMW_HANDLER(kSgdW, SgdWRule<false>);
 KERAS_ADAMW_HANDLER(kMomentum, SgdWRule<true>);
 #undef KERAS_ADAMW_HANDLER
 
+#ifdef KERAS_ADAMW_JAX
+// For JAX: the handlers as C symbols, registered by keras_adamw/native/jax_calls.py.
+extern "C" {
+XLA_FFI_Handler* KerasAdamwAdamW() { return kAdamW; }
+XLA_FFI_Handler* KerasAdamwAmsgrad() { return kAmsgrad; }
+XLA_FFI_Handler* KerasAdamwNadamW() { return kNadamW; }
+XLA_FFI_Handler* KerasAdamwSgdW() { return kSgdW; }
+XLA_FFI_Handler* KerasAdamwMomentum() { return kMomentum; }
+}
+#else
 // Names used by keras_adamw/native/xla_calls.py.
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_adamw", "Host", kAdamW);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_amsgrad", "Host", kAmsgrad);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_nadamw", "Host", kNadamW);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_sgdw", "Host", kSgdW);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_momentum", "Host", kMomentum);
+#endif
 
 }  // namespace keras_adamw

@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from keras2_helpers import assert_close
 
-from keras_adamw import native, tf_kernels
+from keras_adamw import native, native_build, tf_kernels
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.native import xla_calls
 
@@ -339,7 +339,7 @@ def test_cache_directory(monkeypatch, tmp_path):
     monkeypatch.delenv(native.CACHE_DIR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert native.cache_dir() == tmp_path / "xdg" / "keras_adamw"
-    monkeypatch.setattr(native, "_writable", lambda path: False)
+    monkeypatch.setattr(native_build, "_writable", lambda path: False)
     assert native.cache_dir().parent == pathlib.Path(tempfile.gettempdir())
     monkeypatch.setenv(native.CACHE_DIR, str(tmp_path / "mine"))
     assert native.cache_dir() == tmp_path / "mine"
