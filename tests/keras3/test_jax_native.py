@@ -132,7 +132,7 @@ def test_float64(calls):
 def test_native_kernels_off_uses_keras_ops(calls):
     cls, kwargs, _, _ = CASES["nadamw"]
     variables = [keras.Variable(np.ones((3, 2), "float32"), name="w")]
-    optimizer = cls(**kwargs, **LIBRARY)
+    optimizer = cls(**kwargs, weight_decay=0.05, init_verbose=False)
     optimizer.native_kernels = False
     optimizer.apply([np.ones((3, 2), "float32")], variables)
     assert calls == []
