@@ -19,11 +19,9 @@ the CPU; elsewhere, for smaller variables, switched off
 compiler (one `RuntimeWarning`), the optimizers use Keras ops, with the same
 numbers.
 """
-import contextlib
 import ctypes
 import functools
 import subprocess
-import threading
 
 import jax  # type: ignore[import-untyped]
 import jax.numpy as jnp  # type: ignore[import-untyped]
@@ -32,6 +30,7 @@ import numpy as np
 from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw import native_build
+from keras_adamw.core import groups
 
 SOURCES = [native_build.SOURCE_DIR / "xla_calls.cc"]
 DTYPES = ("float32", "float64")
@@ -101,29 +100,15 @@ class _Update:
                     tuple(sorted(flags.items())))
 
 
-_batch = threading.local()  # `.updates`: the open batch's list, else None
+_QUEUE = groups.UpdateQueue()
 
 
-@contextlib.contextmanager
 def batch():
     """Within: the update functions queue their variables; at the end, one custom
     call per (rule, dtype, flags) group updates them all, in queue order (a
     call costs about 2 us more than an XLA loop, and one call spreads many
     small variables over every core). Nested, each update is emitted at once."""
-    if getattr(_batch, "updates", None) is not None:
-        yield
-        return
-    _batch.updates = []
-    try:
-        yield
-        updates = _batch.updates
-    finally:
-        _batch.updates = None
-    groups = {}
-    for update in updates:
-        groups.setdefault(update.key, []).append(update)
-    for group in groups.values():
-        _emit(group)
+    return _QUEUE.batch(_emit)
 
 
 def _emit(group):
@@ -160,11 +145,7 @@ def _scalar_table(group, dtype):
 
 def _update(optimizer, target, variables, grad, scalars, **flags):
     """Queues the update in an open `batch`, else emits it."""
-    update = _Update(optimizer, target, variables, grad, scalars, flags)
-    if getattr(_batch, "updates", None) is None:
-        _emit([update])
-    else:
-        _batch.updates.append(update)
+    _QUEUE.submit(_Update(optimizer, target, variables, grad, scalars, flags), _emit)
 
 
 def _decay_scalars(scalars):

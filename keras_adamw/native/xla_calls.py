@@ -13,11 +13,11 @@ these functions for CPU float32/float64 variables inside XLA.
 The functions have the signatures of `keras_adamw.tf_kernels` (handles,
 gradient, per-step scalars of the variable's dtype) and the same arithmetic.
 """
-import contextlib
 import functools
-import threading
 
 import tensorflow as tf  # type: ignore[import-untyped]
+
+from keras_adamw.core import groups
 
 try:  # private: TensorFlow's op that inlines a StableHLO module into XLA
     from tensorflow.compiler.tf2xla.ops import (  # type: ignore[import-untyped]
@@ -88,10 +88,9 @@ class _Update:
         self.handles, self.scalars = handles, scalars
 
 
-_batch = threading.local()  # `.updates`: the open batch's list, else None
+_QUEUE = groups.UpdateQueue()
 
 
-@contextlib.contextmanager
 def batch():
     """Within: the update functions queue their variables; at the end, one custom
     call per (rule, dtype, flags) group updates them all, in queue order.
@@ -103,20 +102,7 @@ def batch():
     Under a `tf.distribute` strategy (updates stay per replica) or nested in
     another batch, each update is emitted at once.
     """
-    emitted = []
-    if getattr(_batch, "updates", None) is not None or tf.distribute.has_strategy():
-        yield emitted
-        return
-    _batch.updates = []
-    try:
-        yield emitted
-        updates = _batch.updates
-    finally:
-        _batch.updates = None
-    groups = {}
-    for update in updates:
-        groups.setdefault(update.key, []).append(update)
-    emitted.extend(_emit(group) for group in groups.values())
+    return _QUEUE.batch(_emit, immediate=tf.distribute.has_strategy())
 
 
 def _scalar_vector(values, dtype):
@@ -153,11 +139,8 @@ def _emit(group):
 def _update(target, handles, grad, scalars, **flags):
     """Queues the update in an open `batch`, else emits it. Returns an op to
     depend on (a no-op when queued: the batch emits the update)."""
-    update = _Update(target, handles, grad, scalars, flags)
-    if getattr(_batch, "updates", None) is None:
-        return _emit([update])
-    _batch.updates.append(update)
-    return tf.no_op()
+    emitted = _QUEUE.submit(_Update(target, handles, grad, scalars, flags), _emit)
+    return tf.no_op() if emitted is None else emitted
 
 
 def _decay_scalars(decay):
