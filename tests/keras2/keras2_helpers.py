@@ -27,6 +27,20 @@ def make_gradients(steps, seed=1):
     return dense, sparse
 
 
+def make_step(optimizer, variables, sparse, jit_compile=False):
+    """One `apply_gradients` in a tf.function; `emb` gets IndexedSlices if sparse."""
+    indices = tf.constant(SPARSE_INDICES)
+
+    @tf.function(jit_compile=jit_compile)
+    def step(grads, emb_values):
+        if sparse:
+            grads = grads[:2] + [tf.IndexedSlices(emb_values, indices,
+                                                  tf.constant(SHAPES["emb/embeddings"]))]
+        optimizer.apply_gradients(zip(grads, variables))
+
+    return step
+
+
 def assert_close(actual, expected, rtol=1e-5, floor=1e-6, what=""):
     """`rtol` elementwise, with an absolute floor of `floor` times the tensor's scale.
 

@@ -17,6 +17,7 @@ from keras2_helpers import (
     assert_close,
     f32,
     make_gradients,
+    make_step,
     make_variables,
 )
 
@@ -39,15 +40,7 @@ def test_jit_step_matches_oracle(case):
     oracle = reference.ReferenceOptimizer(
         "adamw", list(SHAPES.values()), learning_rate=f32(0.01), beta_1=f32(0.9),
         beta_2=f32(0.999), epsilon=f32(1e-7), amsgrad=True, **oracle_options)
-    indices = tf.constant(SPARSE_INDICES)
-
-    @tf.function(jit_compile=True)
-    def step(grads, emb_values):
-        if sparse:
-            grads = grads[:2] + [tf.IndexedSlices(emb_values, indices,
-                                                  tf.constant(SHAPES["emb/embeddings"]))]
-        optimizer.apply_gradients(zip(grads, variables))
-
+    step = make_step(optimizer, variables, sparse, jit_compile=True)
     params = [v.numpy().astype(np.float64) for v in variables]
     dense, sparse_values = make_gradients(STEPS)
     for i in range(STEPS):

@@ -20,6 +20,7 @@ from keras2_helpers import (
     assert_close,
     f32,
     make_gradients,
+    make_step,
     make_variables,
 )
 
@@ -96,20 +97,6 @@ def oracle_for(case, learning_rate):
         base.update(beta_1=f32(0.9), beta_2=f32(0.999), epsilon=f32(1e-7))
     return reference.ReferenceOptimizer(case.kind, list(SHAPES.values()),
                                         **base, **case.oracle)
-
-
-def make_step(optimizer, variables, sparse, jit_compile=False):
-    """One `apply_gradients` in a tf.function; `emb` gets IndexedSlices if sparse."""
-    indices = tf.constant(SPARSE_INDICES)
-
-    @tf.function(jit_compile=jit_compile)
-    def step(grads, emb_values):
-        if sparse:
-            grads = grads[:2] + [tf.IndexedSlices(emb_values, indices,
-                                                  tf.constant(SHAPES["emb/embeddings"]))]
-        optimizer.apply_gradients(zip(grads, variables))
-
-    return step
 
 
 SLOTS = {"m": "m", "v": "v", "vhat": "vhat", "momentum": "velocity"}
