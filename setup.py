@@ -8,10 +8,12 @@ HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"',
                     (HERE / "keras_adamw" / "__init__.py").read_text()).group(1)
 
+# One extra per Keras backend: a JAX or PyTorch user installs no TensorFlow.
 EXTRAS = {
+    "tensorflow": ["tensorflow>=2.16"],
     "jax": ["jax>=0.4.30"],
     "torch": ["torch>=2.1"],
-    "legacy": ["tf_keras>=2.16"],
+    "legacy": ["tf_keras>=2.16", "tensorflow>=2.16"],
     "plot": ["matplotlib>=3.5"],
     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
              "scikit-learn>=1.3", "matplotlib>=3.5"],
@@ -22,7 +24,7 @@ EXTRAS = {
 EXTRAS["test"] = sorted(set(
     ["pytest>=7", "pytest-cov", "ruff==0.17.6", "mypy>=1.10", "hypothesis>=6", "optax",
      "build>=1", "twine>=5", "setuptools>=70.1", "PyYAML>=6"]
-    + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["docs"]))
+    + EXTRAS["tensorflow"] + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["docs"]))
 
 setup(
     name="keras-adamw",
@@ -40,7 +42,7 @@ setup(
     packages=find_packages(include=["keras_adamw", "keras_adamw.*"]),
     package_data={"keras_adamw": ["py.typed", "native/*.cc", "native/*.h"]},
     python_requires=">=3.10",
-    install_requires=["numpy>=1.23", "keras>=3.3", "tensorflow>=2.16"],
+    install_requires=["numpy>=1.23", "keras>=3.3"],
     extras_require=EXTRAS,
     classifiers=[
         "Development Status :: 5 - Production/Stable",

@@ -7,9 +7,31 @@ environment: the Keras 2 flavour when `TF_USE_LEGACY_KERAS=1` makes `tf.keras`
 tf_keras, else Keras 3. `keras_adamw.keras3` and `keras_adamw.keras2` pick one
 explicitly.
 """
+import contextlib
 import os
 
 __version__ = "2.0.0"
+
+# Top-level module a flavour or backend needs -> the extra that installs it.
+_EXTRAS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "tf_keras": "legacy"}
+
+
+@contextlib.contextmanager
+def _naming_the_extra():
+    """Turns a missing backend into an error that names the extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        module = (error.name or "").split(".")[0]
+        if module not in _EXTRAS:
+            raise
+        backend = os.environ.get("KERAS_BACKEND", "the backend in ~/.keras/keras.json")
+        raise ModuleNotFoundError(
+            f"keras-adamw needs `{module}` here (KERAS_BACKEND={backend}, "
+            f"TF_KERAS={os.environ.get('TF_KERAS', '0')}), and it is not installed. "
+            f"Install it with `pip install \"keras-adamw[{_EXTRAS[module]}]\"`, or pick an "
+            f"installed backend with KERAS_BACKEND=tensorflow|jax|torch.",
+            name=error.name) from error
 
 
 def _tf_keras_is_keras2():
@@ -26,12 +48,12 @@ def _flavour():
     return "keras3"
 
 
-FLAVOUR = _flavour()
-
-if FLAVOUR == "keras2":
-    from keras_adamw.keras2 import SGDW, AdamW, NadamW
-else:
-    from keras_adamw.keras3 import SGDW, AdamW, NadamW
+with _naming_the_extra():
+    FLAVOUR = _flavour()
+    if FLAVOUR == "keras2":
+        from keras_adamw.keras2 import SGDW, AdamW, NadamW
+    else:
+        from keras_adamw.keras3 import SGDW, AdamW, NadamW
 
 from keras_adamw import callbacks, schedules, utils
 from keras_adamw.core.layerwise import layerwise_lr_decay, layerwise_lr_decay_from_model

@@ -2,13 +2,17 @@
 
 Each backend needs its own process (Keras picks it at import). Before them, the
 checks of the project as a whole, one count each: `ruff check .`, `mypy
-keras_adamw`, `mkdocs build --strict` of docs/, and the package (`python -m
-build`, `twine check`, the wheel installed into a virtualenv runs `example.py`).
+keras_adamw`, `mkdocs build --strict` of docs/, the package (`python -m build`,
+`twine check`, the wheel installed with `[tensorflow,plot]` into a clean
+virtualenv runs `example.py`) and `no_tf` (the wheel in clean virtualenvs with
+only `[jax,plot]` and only `[torch]`: no TensorFlow, the README's Quickstart runs,
+a missing backend names its extra). The clean virtualenvs see nothing of this
+interpreter's packages: pip resolves the wheel's own dependencies.
 Prints one closing line `N passed, N failed, N skipped` and exits non-zero on
 any failure.
 
-Usage: python tests/run_all.py [--only lint,mypy,docs,package,tensorflow,jax,torch,keras2]
-                               [pytest args]
+Usage: python tests/run_all.py
+           [--only lint,mypy,docs,package,no_tf,tensorflow,jax,torch,keras2] [pytest args]
 """
 import argparse
 import os
@@ -22,6 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
+CONSTRAINTS = TESTS / "constraints.txt"
+# The README's two commands, verbatim (tests/test_docs.py and tests/test_ci_configs.py
+# check the README, `.ci/run` and the CI configs against them).
+MAIN_COMMAND = 'pip install ".[tensorflow,plot]" && python example.py'
+TEST_COMMAND = ('pip install torch==2.13.0 && pip install -e ".[test]" -c tests/constraints.txt'
+                ' && python tests/run_all.py')
 
 # name -> (environment, pytest targets)
 RUNS = {
@@ -65,11 +75,13 @@ def run_pytest(name, extra_args, workdir):
 
 def run_check(name, commands, cwd=ROOT):
     """One pass or one failure for a list of commands run in order (a callable
-    in the list gives its command when its turn comes)."""
+    in the list gives its command when its turn comes, or None to skip it)."""
     print(f"\n=== {name}", flush=True)
     started = time.time()
     for command in commands:
         command = command() if callable(command) else command
+        if command is None:
+            continue
         print("$ " + " ".join(str(part) for part in command), flush=True)
         code = subprocess.call(command, cwd=cwd)
         if code != 0:
@@ -92,44 +104,134 @@ def docs_commands(workdir):
              "-f", "docs/mkdocs.yml", "-d", str(Path(workdir) / "site")]]
 
 
-def package_commands(workdir):
-    """sdist and wheel, `twine check`, and the wheel (not this checkout), with the
-    source of the native ops, running a copy of `example.py` from a virtualenv
-    that sees the installed frameworks."""
-    workdir = Path(workdir)
-    dist, venv, python = workdir / "dist", workdir / "venv", workdir / "venv" / "bin" / "python"
-    shutil.copy(ROOT / "example.py", workdir / "example.py")
+def python_code(source):
+    """`python -c source` where `source` is lines joined by newlines."""
+    return ["-c", "\n".join(source)]
+
+
+def build_commands(workdir):
+    """sdist and wheel into `workdir/dist` (once per run), then `twine check`."""
+    dist = Path(workdir) / "dist"
     return [
+        lambda: None if list(dist.glob("*.whl")) else
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
         lambda: [sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.glob("*"))],
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-        lambda: [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-                 *map(str, dist.glob("*.whl"))],
-        [str(python), "-c", ("import keras_adamw, sys; "
-                             f"sys.exit(not keras_adamw.__file__.startswith({str(venv)!r}))")],
-        # The native kernels' sources ship in the wheel (built on first use).
-        [str(python), "-c", ("import sys; from keras_adamw import native; sys.exit(not all("
-                             "f.is_file() for f in native.SOURCES + native.HEADERS))")],
-        [str(python), "example.py", "--epochs", "1", "--iterations", "3",
-         "--out", "example.png"],
+    ]
+
+
+def clean_venv_commands(workdir, name, extras, first=()):
+    """A virtualenv `workdir/name` that sees none of this interpreter's packages,
+    with `first` installed, then the built wheel with `extras`: pip resolves the
+    runtime dependencies from the wheel's own metadata (test tools pinned by
+    tests/constraints.txt)."""
+    venv = Path(workdir) / name
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+           "-c", str(CONSTRAINTS)]
+
+    def install_wheel():
+        wheel = next((Path(workdir) / "dist").glob("*.whl"))
+        return [*pip, f"{wheel}[{','.join(extras)}]"]
+
+    commands = [[sys.executable, "-m", "venv", "--clear", str(venv)]]
+    if first:
+        commands.append([*pip, *first])
+    return [*commands, install_wheel]
+
+
+def in_venv(workdir, name, backend, *arguments):
+    """`python arguments...` of virtualenv `name`, with KERAS_BACKEND=backend and no
+    flavour or path variables of this process."""
+    python = str(Path(workdir) / name / "bin" / "python")
+    return ["env", "-u", "TF_KERAS", "-u", "TF_USE_LEGACY_KERAS", "-u", "PYTHONPATH",
+            f"KERAS_BACKEND={backend}", "TF_CPP_MIN_LOG_LEVEL=3", python, *arguments]
+
+
+def installed_from(workdir, name, backend):
+    """Imports keras_adamw from the virtualenv's site-packages, not this checkout."""
+    venv = str(Path(workdir) / name)
+    return in_venv(workdir, name, backend, *python_code([
+        "import sys, keras_adamw",
+        f"sys.exit(not keras_adamw.__file__.startswith({venv!r}))"]))
+
+
+def package_commands(workdir):
+    """The wheel with `[tensorflow,plot]` (the README's main job) in a clean
+    virtualenv: imported from there, the native kernels' sources shipped, a copy of
+    `example.py` run (quick sizes)."""
+    shutil.copy(ROOT / "example.py", Path(workdir) / "example.py")
+    sources = sorted(p.name for p in (ROOT / "keras_adamw" / "native").glob("*.[ch]*"))
+    return [
+        *build_commands(workdir),
+        *clean_venv_commands(workdir, "venv-tf", ["tensorflow", "plot"]),
+        installed_from(workdir, "venv-tf", "tensorflow"),
+        # Built on first use, so the wheel ships the C++ sources.
+        in_venv(workdir, "venv-tf", "tensorflow", *python_code([
+            "import sys, pathlib, keras_adamw",
+            "native = pathlib.Path(keras_adamw.__file__).parent / 'native'",
+            f"sys.exit(sorted(p.name for p in native.glob('*.[ch]*')) != {sources!r})"])),
+        in_venv(workdir, "venv-tf", "tensorflow", "example.py", "--epochs", "1",
+                "--iterations", "3", "--out", "example.png"),
+    ]
+
+
+def readme_quickstart():
+    """The README's Quickstart code block."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Quickstart", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+NO_TENSORFLOW = python_code([
+    "import importlib.util, sys",
+    "sys.exit(importlib.util.find_spec('tensorflow') is not None)"])
+# The error for a backend that is not installed names the extra to install.
+NAMES_THE_EXTRA = python_code([
+    "import sys",
+    "try:",
+    "    import keras_adamw",
+    "except ModuleNotFoundError as error:",
+    "    sys.exit('keras-adamw[torch]' not in str(error))",
+    "sys.exit(1)"])
+
+
+def no_tf_commands(workdir):
+    """JAX and PyTorch users install no TensorFlow: the wheel with `[jax,plot]`, and
+    with `[torch]` (torch 2.13.0 first, as the README's test command), each in a
+    clean virtualenv, imports, runs the README's Quickstart; the JAX one runs
+    `example.py`, and KERAS_BACKEND=torch there fails naming `[torch]`."""
+    workdir = Path(workdir)
+    shutil.copy(ROOT / "example.py", workdir / "example.py")
+    (workdir / "quickstart.py").write_text(readme_quickstart(), encoding="utf-8")
+    return [
+        *build_commands(workdir),
+        *clean_venv_commands(workdir, "venv-jax", ["jax", "plot"]),
+        in_venv(workdir, "venv-jax", "jax", *NO_TENSORFLOW),
+        installed_from(workdir, "venv-jax", "jax"),
+        in_venv(workdir, "venv-jax", "jax", "quickstart.py"),
+        in_venv(workdir, "venv-jax", "jax", "example.py", "--epochs", "1",
+                "--iterations", "3", "--out", "example-jax.png"),
+        in_venv(workdir, "venv-jax", "torch", *NAMES_THE_EXTRA),
+        *clean_venv_commands(workdir, "venv-torch", ["torch"], first=["torch==2.13.0"]),
+        in_venv(workdir, "venv-torch", "torch", *NO_TENSORFLOW),
+        installed_from(workdir, "venv-torch", "torch"),
+        in_venv(workdir, "venv-torch", "torch", "quickstart.py"),
     ]
 
 
 CHECKS = {"lint": lint_commands, "mypy": mypy_commands, "docs": docs_commands,
-          "package": package_commands}
+          "package": package_commands, "no_tf": no_tf_commands}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only",
-                        default="lint,mypy,docs,package,tensorflow,jax,torch,keras2")
+                        default="lint,mypy,docs,package,no_tf,tensorflow,jax,torch,keras2")
     args, pytest_args = parser.parse_known_args()
     totals = [0, 0, 0]
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.only.split(","):
             if name in CHECKS:
                 result = run_check(name, CHECKS[name](workdir),
-                                   cwd=workdir if name == "package" else ROOT)
+                                   cwd=workdir if name in ("package", "no_tf") else ROOT)
             else:
                 result = run_pytest(name, pytest_args, workdir)
             totals = [a + b for a, b in zip(totals, result)]

@@ -1,7 +1,8 @@
 """`.ci/run`, `.travis.yml` and the GitHub Actions workflow run the README's test command.
 
-`.ci/run` verbatim; the two CI configs with `--only <part>` per matrix job, and
-their parts together cover every part `tests/run_all.py` runs by default.
+`.ci/run` verbatim, inside a fresh virtualenv it creates; the two CI configs with
+`--only <part>` per matrix job, and their parts together cover every part
+`tests/run_all.py` runs by default.
 """
 import re
 import sys
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import run_all
 
-COMMAND = 'pip install torch==2.13.0 && pip install -e ".[test]" && python tests/run_all.py'
+COMMAND = run_all.TEST_COMMAND
 
 
 def default_parts():
@@ -25,7 +26,11 @@ def default_parts():
 
 def test_readme_and_ci_run_hold_the_command():
     assert f"```bash\n{COMMAND}\n```" in (ROOT / "README.md").read_text()
-    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith(COMMAND)
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    assert ci_run.rstrip().endswith(COMMAND)
+    # ... run in a virtualenv of its own, as a user would, not the machine's packages.
+    before = ci_run.rstrip()[:-len(COMMAND)]
+    assert re.search(r"-m venv ", before) and re.search(r'\. "\$venv/bin/activate"', before)
 
 
 def test_default_parts_are_the_checks_and_the_pytest_runs():
