@@ -39,8 +39,14 @@ class Settings:
 
     @property
     def decay_scale(self):
-        """Paper normalisation `sqrt(1 / total_iterations_wd)` of `weight_decays`."""
-        return math.sqrt(1.0 / self.total_iterations_wd) if self.weight_decays else 0.0
+        """Paper normalisation `sqrt(1 / total_iterations_wd)` of `weight_decays`.
+
+        0 when no decay is set, or every decay is zero (`l2(0)` regularizers, 1.x's
+        way to turn a penalty off), with any `total_iterations_wd`, 0 included.
+        """
+        if not any(l1 or l2 for l1, l2 in self.weight_decays.values()):
+            return 0.0
+        return math.sqrt(1.0 / self.total_iterations_wd)
 
     def initial_eta(self):
         """`eta_t` before the first update: the cosine at `t_cur`, else 1."""
@@ -416,6 +422,19 @@ def decode_config(config, deserialize):
     return config
 
 
+def warn_model_overrides(weight_decays):
+    """keras-adamw 1.x: with `model=`, the decays come from the model's regularizers
+    and a `weight_decays` argument is ignored (not checked), with a warning."""
+    if weight_decays is None:
+        return
+    warnings.warn(
+        f"`weight_decays` is ignored because `model` is given: the decays are read from "
+        f"the model's regularizers (as in keras-adamw 1.x). Received: "
+        f"weight_decays={weight_decays!r}. To set decays by hand, pass `weight_decays` "
+        f"without `model` (`keras_adamw.get_weight_decays(model)` gives the model's).",
+        UserWarning, stacklevel=5)
+
+
 class SettingsAttributes:
     """The settings as read-only attributes (keras-adamw 1.x), and the methods that
     change them before build. An adapter provides `_variable_path(variable)` and
@@ -429,14 +448,15 @@ class SettingsAttributes:
             model: the `model=` argument, or None.
             zero_penalties: zero the model's regularizers after reading them.
             extras: the keyword extras `split_kwargs` separated.
-            decays_from_model: the flavour's `(model, zero_penalties, explicit)
+            decays_from_model: the flavour's `(model, zero_penalties)
                 -> {path: (l1, l2)}`.
             **keras_adamw_args: the remaining keras-adamw arguments.
         """
         weight_decays = keras_adamw_args.pop("weight_decays")
         zero_penalties = check_bool("zero_penalties", zero_penalties)
         if model is not None:
-            weight_decays = decays_from_model(model, zero_penalties, explicit=weight_decays)
+            warn_model_overrides(weight_decays)
+            weight_decays = decays_from_model(model, zero_penalties)
         self.zero_penalties = zero_penalties
         self._settings = settings_from_extras(extras, weight_decays=weight_decays,
                                               **keras_adamw_args)

@@ -73,14 +73,72 @@ def _unique(key, candidates):
     return candidates[0] if candidates else None
 
 
+def _tails(name):
+    """`name` without its first scope, then without two, ...: longest first. A
+    regex anchored at the start (`^sequential/dense_1/kernel$`, as
+    `layerwise_lr_decay_from_model` writes) stays anchored (`^dense_1/kernel$`)."""
+    anchor = "^" if name.startswith("^") else ""
+    parts = name[len(anchor):].split("/")
+    return [anchor + "/".join(parts[i:]) for i in range(1, len(parts))]
+
+
+def _names_a_scope(tail, paths):
+    """True when a segment of `tail` is a layer or model scope of some path, so the
+    tail is more than a weight name such as `kernel` (which every layer has)."""
+    scopes = {s for path in paths for s in path.split("/")[:-1]}
+    return any(segment.strip("^$") in scopes for segment in tail.split("/"))
+
+
+def rescope(key, paths, matches):
+    """The form of `key` that names variables among `paths`.
+
+    A path recorded in one model can lose leading scopes in the same model rebuilt:
+    `keras.models.load_model` gives `dense_1/kernel` for a `Sequential`'s
+    `sequential/dense_1/kernel`, `inner_dense/kernel` for a nested model's
+    `inner/inner_dense/kernel`. So a key that matches nothing is retried without its
+    first scope, then two, ... (longest tail first), as long as the tail still names
+    a layer or scope, not only a weight.
+
+    Args:
+        key: a `lr_multipliers`, `weight_decays`, exclusion or layer-wise key.
+        paths: the variable paths of this optimizer.
+        matches: `tail -> bool`, whether a form of the key finds a variable.
+
+    Returns:
+        The first form that matches, else `key` unchanged (reported as unmatched).
+    """
+    name = normalize_name(key)
+    if matches(name):
+        return name
+    for tail in _tails(name):
+        if _names_a_scope(tail, paths) and matches(tail):
+            return tail
+    return name
+
+
+def rescoped_patterns(patterns, paths):
+    """`{form that matches: (value, original key)}` of `{pattern: value}` keys."""
+    forms = {}
+    for key, value in patterns.items():
+        form = rescope(key, paths, lambda p: any(_search(p, path) for path in paths))
+        forms.setdefault(form, (value, key))
+    return forms
+
+
 def match_decay_key(key, paths):
     """The one path a `weight_decays` key names.
 
     In order: the path itself; a unique path ending in `/key`; for keras-adamw 1.x
     keys `layer/weight`, a unique path `layer/.../weight` (Keras 3 puts RNN weights
-    under their cell: `lstm_1/kernel:0` is `lstm_1/lstm_cell/kernel`).
+    under their cell: `lstm_1/kernel:0` is `lstm_1/lstm_cell/kernel`); the same for
+    the key without leading scopes that a rebuilt model no longer has (`rescope`).
     """
-    name = normalize_name(key)
+    name = rescope(key, paths, lambda tail: _match_decay_name(key, tail, paths) is not None)
+    return _match_decay_name(key, name, paths)
+
+
+def _match_decay_name(key, name, paths):
+    """`match_decay_key` for one form `name` of `key` (named in errors)."""
     if name in paths:
         return name
     found = _unique(key, [p for p in paths if p.endswith("/" + name)])
@@ -91,22 +149,9 @@ def match_decay_key(key, paths):
                          if p.startswith(head + "/") and p.endswith("/" + tail)])
 
 
-def merge_decays(model_decays, explicit):
-    """Decays read from `model=`, overridden by explicit `weight_decays` entries.
-
-    Keys are compared without the keras-adamw 1.x `:0` suffix; a warning lists the
-    variables whose decay from the model was overridden.
-    """
-    explicit = {normalize_name(k): v for k, v in (explicit or {}).items()}
-    overridden = sorted(set(model_decays) & set(explicit))
-    if overridden:
-        warnings.warn(f"`weight_decays` overrides the decays read from `model` for "
-                      f"{overridden}.", UserWarning, stacklevel=5)
-    return {**model_decays, **explicit}
-
-
 def is_excluded(path, patterns):
-    """True when any `exclude_from_weight_decay` regex is found in `path`."""
+    """True when any `exclude_from_weight_decay` regex is found in `path` (patterns
+    as `rescoped_patterns` gives them)."""
     return any(_search(p, path) for p in patterns)
 
 
@@ -140,14 +185,18 @@ def resolve_rules(paths, settings):
         A tuple of `VariableRule`, aligned with `paths`.
     """
     paths = [normalize_name(p) for p in paths]
+    lr_multipliers = rescoped_patterns(settings.lr_multipliers, paths)
+    layerwise = rescoped_patterns(settings.layerwise_lr_decay, paths)
+    excluded = rescoped_patterns(dict.fromkeys(settings.exclude_from_weight_decay), paths)
     used_multipliers, used_layerwise = set(), set()
     multipliers = []
     for path in paths:
-        value, key = match_multiplier(path, settings.lr_multipliers)
-        factor, layerwise_key = match_layerwise_factor(path, settings.layerwise_lr_decay)
+        value, form = match_multiplier(path, {k: v for k, (v, _) in lr_multipliers.items()})
+        factor, layerwise_form = match_layerwise_factor(
+            path, {k: v for k, (v, _) in layerwise.items()})
         multipliers.append(value * factor)
-        used_multipliers.add(key)
-        used_layerwise.add(layerwise_key)
+        used_multipliers.add(form and lr_multipliers[form][1])
+        used_layerwise.add(layerwise_form and layerwise[layerwise_form][1])
     decays, decay_keys = {}, {}
     unmatched_decays = []
     for key, pair in settings.weight_decays.items():
@@ -170,7 +219,7 @@ def resolve_rules(paths, settings):
     for path, multiplier in zip(paths, multipliers):
         l1, l2 = decays.get(path, (0.0, 0.0))
         decay_lambda = settings.weight_decay or 0.0
-        if is_excluded(path, settings.exclude_from_weight_decay):
+        if is_excluded(path, excluded):
             decay_lambda = 0.0
         rules.append(VariableRule(multiplier, l1 * scale, l2 * scale, decay_lambda))
     return tuple(rules)

@@ -10,7 +10,6 @@ import tf_keras  # type: ignore[import-untyped]
 
 from keras_adamw.core import matching
 from keras_adamw.core.config import shortest_decimal
-from keras_adamw.core.matching import merge_decays
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
 REGULARIZED_WEIGHTS = {
@@ -97,6 +96,6 @@ def get_weight_decays(model, zero_penalties=False):
     return decays
 
 
-def decays_from_model(model, zero_penalties, explicit):
-    """Decays from `model=`; explicit `weight_decays` entries take precedence."""
-    return merge_decays(get_weight_decays(model, zero_penalties), explicit)
+def decays_from_model(model, zero_penalties):
+    """Decays from `model=` (they replace a `weight_decays` argument, as in 1.x)."""
+    return get_weight_decays(model, zero_penalties)

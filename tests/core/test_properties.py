@@ -203,15 +203,29 @@ def test_two_decay_keys_for_one_variable_later_wins_with_a_warning(paths, data):
 def test_longest_multiplier_key_wins(paths, lr_multipliers):
     settings_ = config.make_settings(lr_multipliers=lr_multipliers)
     rules, _ = resolve(paths, settings_)
+    forms = {key: form_in(key, paths) for key in lr_multipliers}
     for path, rule in zip(paths, rules):
-        found = [k for k in lr_multipliers if matching._search(matching.normalize_name(k),
-                                                               path)]
+        found = [k for k in lr_multipliers if matching._search(forms[k], path)]
         if not found:
             assert rule.multiplier == 1.0
             continue
-        longest = max(len(matching.normalize_name(k)) for k in found)
+        longest = max(len(forms[k]) for k in found)
         assert rule.multiplier in {lr_multipliers[k] for k in found
-                                   if len(matching.normalize_name(k)) == longest}
+                                   if len(forms[k]) == longest}
+
+
+def form_in(key, paths):
+    """The key as it matches: itself if it is found in a path, else its longest tail
+    after whole leading scopes (`sequential/dense_1` -> `dense_1`) that is found in a
+    path and has a segment that is a layer or scope there (not only `kernel`)."""
+    name = matching.normalize_name(key)
+    scopes = {s for path in paths for s in path.split("/")[:-1]}
+    parts = name.split("/")
+    for form in [name] + ["/".join(parts[i:]) for i in range(1, len(parts))]:
+        names_a_scope = form == name or scopes & set(form.split("/"))
+        if names_a_scope and any(matching._search(form, path) for path in paths):
+            return form
+    return name
 
 
 # ---- validation ---------------------------------------------------------------------

@@ -242,11 +242,38 @@ def test_legacy_rnn_keys_match_the_cell_weights():
     assert all(rule.multiplier == 0.5 for rule in rules.values())
 
 
-def test_explicit_legacy_key_overrides_the_model_decay_with_a_warning():
+@pytest.mark.parametrize("weight_decays", [{"dense_1/kernel:0": (0, 1e-4)}, {"a": 0}, {}])
+def test_model_decays_win_over_weight_decays_with_a_warning_as_in_1x(weight_decays):
     model = small_model()
     model.get_layer("dense_1").kernel.regularizer = L2(0.1)
     model.get_layer("dense_1").kernel_regularizer = model.get_layer("dense_1").kernel.regularizer
-    with pytest.warns(UserWarning, match="overrides the decays read from `model`"):
-        optimizer = keras_adamw.AdamW(model=model, weight_decays={"dense_1/kernel:0": (0, 1e-4)},
+    with pytest.warns(UserWarning, match=r"`weight_decays` is ignored because `model` is given"):
+        optimizer = keras_adamw.AdamW(model=model, weight_decays=weight_decays,
                                       total_iterations=10, init_verbose=False)
-    assert optimizer.weight_decays == {"dense_1/kernel": (0, 1e-4)}
+    (path,) = optimizer.weight_decays
+    assert path.endswith("dense_1/kernel")
+    np.testing.assert_allclose(optimizer.weight_decays[path], (0, 0.1))
+
+
+@pytest.mark.parametrize("total_iterations", [0, 1, 10])
+@pytest.mark.parametrize("how", ["l2(0) regularizers", "zero weight_decays"])
+def test_zero_decays_are_valid_with_any_total_iterations(how, total_iterations):
+    """keras-adamw 1.x's README: set the penalties to zero (`l2(0)`) and pass `model=`."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+        3, name="dense_1", kernel_regularizer=keras.regularizers.l2(0))])
+    if how == "l2(0) regularizers":
+        optimizer = keras_adamw.AdamW(model=model, total_iterations=total_iterations,
+                                      init_verbose=False)
+    else:
+        optimizer = keras_adamw.AdamW(weight_decays={"dense_1/kernel": (0, 0)},
+                                      total_iterations=total_iterations)
+    reference = keras_adamw.AdamW(total_iterations=total_iterations)  # no decay at all
+    grads = [keras.ops.ones(v.shape) for v in model.trainable_variables]
+    start = [K_eval(v) for v in model.trainable_variables]
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    ours = [K_eval(v) for v in model.trainable_variables]
+    for value, variable in zip(start, model.trainable_variables):
+        variable.assign(value)
+    reference.apply_gradients(zip(grads, model.trainable_variables))
+    for mine, theirs in zip(ours, model.trainable_variables):
+        np.testing.assert_array_equal(mine, K_eval(theirs))
