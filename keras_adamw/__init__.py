@@ -57,7 +57,7 @@ with _naming_the_extra():
 
 from keras_adamw import callbacks, schedules, utils
 from keras_adamw.core.layerwise import layerwise_lr_decay, layerwise_lr_decay_from_model
-from keras_adamw.utils import K_eval, fill_dict_in_order, get_weight_decays
+from keras_adamw.utils import K_eval, fill_dict_in_order, get_weight_decays, reset_seeds
 
 __all__ = [
     "FLAVOUR",
@@ -71,6 +71,7 @@ __all__ = [
     "get_weight_decays",
     "layerwise_lr_decay",
     "layerwise_lr_decay_from_model",
+    "reset_seeds",
     "schedules",
     "utils",
 ]

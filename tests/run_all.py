@@ -34,14 +34,16 @@ TEST_COMMAND = ('pip install torch==2.13.0 && pip install -e ".[test]" -c tests/
                 ' && python tests/run_all.py')
 
 # name -> (environment, pytest targets)
+# (tests/legacy: keras-adamw 1.38's own suite, ported, on every backend and flavour.)
 RUNS = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"},
-                   ["tests/core", "tests/keras3", "tests/test_docs.py",
+                   ["tests/core", "tests/keras3", "tests/legacy", "tests/test_docs.py",
                     "tests/test_examples.py", "tests/test_ci_configs.py"]),
-    "jax": ({"KERAS_BACKEND": "jax"}, ["tests/keras3", "tests/test_docs.py"]),
-    "torch": ({"KERAS_BACKEND": "torch"}, ["tests/keras3", "tests/test_docs.py"]),
+    "jax": ({"KERAS_BACKEND": "jax"}, ["tests/keras3", "tests/legacy", "tests/test_docs.py"]),
+    "torch": ({"KERAS_BACKEND": "torch"},
+              ["tests/keras3", "tests/legacy", "tests/test_docs.py"]),
     "keras2": ({"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1", "KERAS_BACKEND": "tensorflow"},
-               ["tests/keras2"]),
+               ["tests/keras2", "tests/legacy"]),
 }
 
 

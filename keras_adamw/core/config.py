@@ -250,7 +250,8 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
             f"weight_decays are normalised by sqrt(1/total_iterations_wd) and need "
             f"total_iterations_wd > 1; received total_iterations={total_iterations}, "
             f"total_iterations_wd={total_iterations_wd}, so weight_decays are switched "
-            f"OFF. Pass total_iterations=<updates per cycle> (or total_iterations_wd).",
+            f"OFF (a `model=`'s regularizers stay in the loss). Pass "
+            f"total_iterations=<updates per cycle> (or total_iterations_wd).",
             UserWarning, stacklevel=3)
         weight_decays = {}
     return Settings(
@@ -456,10 +457,16 @@ class SettingsAttributes:
         zero_penalties = check_bool("zero_penalties", zero_penalties)
         if model is not None:
             warn_model_overrides(weight_decays)
-            weight_decays = decays_from_model(model, zero_penalties)
+            weight_decays = decays_from_model(model, False)
         self.zero_penalties = zero_penalties
         self._settings = settings_from_extras(extras, weight_decays=weight_decays,
                                               **keras_adamw_args)
+        # Zeroed only when the decays replace them: with total_iterations_wd <= 1 the
+        # decays are off (warned), and the penalties stay in the loss, as in 1.x.
+        if model is not None and zero_penalties and self._settings.weight_decays:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the first read gave them
+                decays_from_model(model, True)
         self.weight_decay = self._settings.weight_decay
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):

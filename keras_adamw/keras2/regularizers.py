@@ -79,7 +79,7 @@ def get_weight_decays(model, zero_penalties=False):
         (`"dense_1/kernel"`).
     """
     check_model(model)
-    decays = {}
+    decays, read = {}, []
     for layer, variable, regularizer in regularized_variables(model):
         name = matching.normalize_name(variable.name)
         pair = l1_l2_of(regularizer)
@@ -91,8 +91,11 @@ def get_weight_decays(model, zero_penalties=False):
                 UserWarning, stacklevel=3)
             continue
         decays[name] = pair
-        if zero_penalties:
-            zero(regularizer)
+        read.append(regularizer)
+    # Zeroed after every read: a regularizer shared by several layers gives each
+    # its decay.
+    for regularizer in read if zero_penalties else ():
+        zero(regularizer)
     return decays
 
 

@@ -80,7 +80,7 @@ def get_weight_decays(model, zero_penalties=False):
         Dict in layer order, keys as `variable.path`.
     """
     check_model(model)
-    decays = {}
+    decays, read = {}, []
     for layer, variable, regularizer in regularized_variables(model):
         pair = l1_l2_of(regularizer)
         if pair is None:
@@ -91,8 +91,11 @@ def get_weight_decays(model, zero_penalties=False):
                 f"{{{variable.path!r}: (l1, l2)}} to decay it.", UserWarning, stacklevel=3)
             continue
         decays[variable.path] = pair
-        if zero_penalties:
-            zero(regularizer)
+        read.append(regularizer)
+    # Zeroed after every read: a regularizer shared by several layers gives each
+    # its decay.
+    for regularizer in read if zero_penalties else ():
+        zero(regularizer)
     return decays
 
 

@@ -277,3 +277,27 @@ def test_zero_decays_are_valid_with_any_total_iterations(how, total_iterations):
     reference.apply_gradients(zip(grads, model.trainable_variables))
     for mine, theirs in zip(ours, model.trainable_variables):
         np.testing.assert_array_equal(mine, K_eval(theirs))
+
+
+def test_decays_switched_off_leave_the_model_penalties_in_the_loss():
+    """total_iterations <= 1 switches `model=` decays off (warned); the regularizers
+    are then not zeroed, so the model keeps its L2 (1.x did the same)."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+        3, name="dense_1", kernel_regularizer=keras.regularizers.l2(1e-2))])
+    with pytest.warns(UserWarning, match="regularizers stay in the loss"):
+        optimizer = keras_adamw.AdamW(model=model, total_iterations=0, init_verbose=False)
+    assert optimizer.weight_decays == {}
+    model(np.ones((1, 4), "float32"))
+    assert float(K_eval(model.losses[0])) > 0
+
+
+def test_a_regularizer_shared_by_several_layers_gives_each_its_decay():
+    shared = keras.regularizers.l2(1e-3)
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(3, name="dense_1", kernel_regularizer=shared),
+                              keras.layers.Dense(2, name="dense_2", kernel_regularizer=shared)])
+    decays = utils.get_weight_decays(model, zero_penalties=True)
+    assert len(decays) == 2
+    for pair in decays.values():
+        np.testing.assert_allclose(pair, (0.0, 1e-3))
+    assert shared.l2 == 0.0
