@@ -14,6 +14,8 @@ EXTRAS = {
     "jax": ["jax>=0.4.30"],
     "torch": ["torch>=2.1"],
     "legacy": ["tf_keras>=2.16", "tensorflow>=2.16"],
+    # TensorFlow 2.12-2.15, where `tf.keras` is the keras 2.x package (Keras 2 flavour).
+    "tf2": ["tensorflow>=2.12,<2.16"],
     "plot": ["matplotlib>=3.5"],
     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
              "scikit-learn>=1.3", "matplotlib>=3.5"],
@@ -42,7 +44,10 @@ setup(
     packages=find_packages(include=["keras_adamw", "keras_adamw.*"]),
     package_data={"keras_adamw": ["py.typed", "native/*.cc", "native/*.h"]},
     python_requires=">=3.10",
-    install_requires=["numpy>=1.23", "keras>=3.3"],
+    # Keras 3 (>= 3.3) for the Keras 3 flavour: pip installs the newest. The keras 2.x
+    # that TensorFlow 2.12-2.15 pin (their `tf.keras`) also satisfies it, for the Keras 2
+    # flavour there; importing the Keras 3 flavour with it names the fix.
+    install_requires=["numpy>=1.23", "keras>=2.12"],
     extras_require=EXTRAS,
     classifiers=[
         "Development Status :: 5 - Production/Stable",

@@ -8,6 +8,7 @@ tf_keras, else Keras 3. `keras_adamw.keras3` and `keras_adamw.keras2` pick one
 explicitly.
 """
 import contextlib
+import importlib.metadata
 import os
 
 __version__ = "2.0.0"
@@ -45,7 +46,19 @@ def _tf_keras_is_keras2():
 def _flavour():
     if os.environ.get("TF_KERAS", "0") not in ("", "0") and _tf_keras_is_keras2():
         return "keras2"
+    _check_keras3()
     return "keras3"
+
+
+def _check_keras3():
+    """The Keras 3 flavour needs Keras >= 3.3; TensorFlow 2.12-2.15 come with keras 2.x."""
+    version = importlib.metadata.version("keras")
+    if int(version.split(".")[0]) < 3:
+        raise ImportError(
+            f"keras-adamw's default flavour needs Keras 3 (>= 3.3); this environment has "
+            f"keras {version} (the `tf.keras` of TensorFlow 2.12-2.15). Set TF_KERAS=1 for "
+            f"the Keras 2 flavour (`keras_adamw.keras2`), or `pip install \"keras>=3.3\"` "
+            f"with TensorFlow >= 2.16.")
 
 
 with _naming_the_extra():

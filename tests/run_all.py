@@ -11,8 +11,13 @@ interpreter's packages: pip resolves the wheel's own dependencies.
 Prints one closing line `N passed, N failed, N skipped` and exits non-zero on
 any failure.
 
+Then pytest once per Keras 3 backend, once for the Keras 2 flavour on tf_keras, and
+once (`keras2_tf215`) for the Keras 2 flavour and 1.x's suite in a clean virtualenv
+with TensorFlow 2.15, where `tf.keras` is the keras 2.x package.
+
 Usage: python tests/run_all.py
-           [--only lint,mypy,docs,package,no_tf,tensorflow,jax,torch,keras2] [pytest args]
+           [--only lint,mypy,docs,package,no_tf,tensorflow,jax,torch,keras2,keras2_tf215]
+           [pytest args]
 """
 import argparse
 import os
@@ -44,7 +49,13 @@ RUNS = {
               ["tests/keras3", "tests/legacy", "tests/test_docs.py"]),
     "keras2": ({"TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1", "KERAS_BACKEND": "tensorflow"},
                ["tests/keras2", "tests/legacy"]),
+    # The Keras 2 flavour on TensorFlow 2.15, where `tf.keras` is the keras 2.x
+    # package (TF_USE_LEGACY_KERAS would make it look for tf_keras): in a virtualenv
+    # of its own (`tf215_commands`).
+    "keras2_tf215": ({"TF_USE_LEGACY_KERAS": None, "TF_KERAS": "1",
+                      "KERAS_BACKEND": "tensorflow"}, ["tests/keras2", "tests/legacy"]),
 }
+TF215 = "tensorflow==2.15.1"
 
 
 def counts(junit_file):
@@ -58,12 +69,14 @@ def counts(junit_file):
     return total - failed - skipped, failed, skipped
 
 
-def run_pytest(name, extra_args, workdir):
+def run_pytest(name, extra_args, workdir, python=sys.executable):
+    """pytest of RUNS[name] with `python`; an environment value None unsets it."""
     env_update, targets = RUNS[name]
     targets = [t for t in targets if (ROOT / t).exists()]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_update}
+    env = {key: value for key, value in env.items() if value is not None}
     junit = Path(workdir) / f"{name}.xml"
-    command = [sys.executable, "-m", "pytest", "-q", "-c", str(TESTS / "pytest.ini"),
+    command = [str(python), "-m", "pytest", "-q", "-c", str(TESTS / "pytest.ini"),
                "--rootdir", str(ROOT), f"--junitxml={junit}", *targets, *extra_args]
     print(f"\n=== {name}: {' '.join(command[2:])}", flush=True)
     started = time.time()
@@ -132,7 +145,7 @@ def clean_venv_commands(workdir, name, extras, first=()):
 
     def install_wheel():
         wheel = next((Path(workdir) / "dist").glob("*.whl"))
-        return [*pip, f"{wheel}[{','.join(extras)}]"]
+        return [*pip, f"{wheel}[{','.join(extras)}]" if extras else str(wheel)]
 
     commands = [[sys.executable, "-m", "venv", "--clear", str(venv)]]
     if first:
@@ -174,6 +187,38 @@ def package_commands(workdir):
         in_venv(workdir, "venv-tf", "tensorflow", "example.py", "--epochs", "1",
                 "--iterations", "3", "--out", "example.png"),
     ]
+
+
+def tf215_commands(workdir):
+    """A clean virtualenv with TensorFlow 2.15 (its keras 2.x), torch (for the
+    independent references) and pytest, where the built wheel installs without
+    pulling Keras 3; the tests then run from this checkout."""
+    return [*build_commands(workdir),
+            *clean_venv_commands(workdir, "venv-tf215", [],
+                                 first=["torch==2.13.0", TF215, "pytest", "hypothesis"]),
+            in_venv(workdir, "venv-tf215", "tensorflow", *python_code([
+                "import sys, importlib.metadata as m",
+                "sys.exit(not m.version('keras').startswith('2.15'))"])),
+            # Without TF_KERAS=1 (the Keras 3 flavour), an error that names the fix.
+            in_venv(workdir, "venv-tf215", "tensorflow", *python_code([
+                "import sys",
+                "try:",
+                "    import keras_adamw",
+                "except ImportError as error:",
+                "    sys.exit('TF_KERAS=1' not in str(error))",
+                "sys.exit(1)"]))]
+
+
+VENV_RUNS = {"keras2_tf215": ("venv-tf215", tf215_commands)}
+
+
+def run_in_venv(name, extra_args, workdir):
+    """The virtualenv of a VENV_RUNS part set up (one failure if it cannot be),
+    then its pytest run."""
+    venv, commands = VENV_RUNS[name]
+    if run_check(f"{name} set-up", commands(workdir), cwd=workdir)[1]:
+        return 0, 1, 0
+    return run_pytest(name, extra_args, workdir, python=Path(workdir) / venv / "bin" / "python")
 
 
 def readme_quickstart():
@@ -223,10 +268,12 @@ CHECKS = {"lint": lint_commands, "mypy": mypy_commands, "docs": docs_commands,
           "package": package_commands, "no_tf": no_tf_commands}
 
 
+DEFAULT_PARTS = ",".join([*CHECKS, *RUNS])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only",
-                        default="lint,mypy,docs,package,no_tf,tensorflow,jax,torch,keras2")
+    parser.add_argument("--only", default=DEFAULT_PARTS)
     args, pytest_args = parser.parse_known_args()
     totals = [0, 0, 0]
     with tempfile.TemporaryDirectory() as workdir:
@@ -234,6 +281,8 @@ def main():
             if name in CHECKS:
                 result = run_check(name, CHECKS[name](workdir),
                                    cwd=workdir if name in ("package", "no_tf") else ROOT)
+            elif name in VENV_RUNS:
+                result = run_in_venv(name, pytest_args, workdir)
             else:
                 result = run_pytest(name, pytest_args, workdir)
             totals = [a + b for a, b in zip(totals, result)]

@@ -19,9 +19,7 @@ COMMAND = run_all.TEST_COMMAND
 
 
 def default_parts():
-    parser_default = re.search(r'"--only",\s*default="([^"]+)"',
-                               (ROOT / "tests" / "run_all.py").read_text()).group(1)
-    return set(parser_default.split(","))
+    return set(run_all.DEFAULT_PARTS.split(","))
 
 
 def test_readme_and_ci_run_hold_the_command():

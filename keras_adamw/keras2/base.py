@@ -11,12 +11,11 @@ mode). The numbers come from `keras_adamw.core` (DESIGN.md section 4).
 import types
 
 import tensorflow as tf  # type: ignore[import-untyped]
-import tf_keras  # type: ignore[import-untyped]
-from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
 from keras_adamw import native, tf_kernels
 from keras_adamw.core import config, matching, precision, rules, schedule
 from keras_adamw.keras2 import regularizers
+from keras_adamw.keras2.framework import keras2, optimizer_v2
 from keras_adamw.keras2.schedules import WarmUp
 
 # The math namespace `xp` that `core` functions receive.
@@ -38,8 +37,16 @@ def variable_path(variable):
 def check_epsilon(epsilon):
     """`None` means the tf_keras default `tf_keras.backend.epsilon()`."""
     if epsilon is None:
-        return tf_keras.backend.epsilon()
+        return keras2.backend.epsilon()
     return config.check_number("epsilon", epsilon, low=0)
+
+
+def _registered_without_package(name):
+    """The one registered object named `package>name`: keras 2.x (TensorFlow <= 2.15)
+    writes a registered function's name without its package."""
+    found = [obj for key, obj in keras2.utils.get_custom_objects().items()
+             if key.rpartition(">")[2] == name]
+    return found[0] if len(found) == 1 else None
 
 
 def deserialize_callable(serialized, custom_objects=None):
@@ -50,8 +57,9 @@ def deserialize_callable(serialized, custom_objects=None):
     `tf_keras.utils.serialize_keras_object` writes for a function.
     """
     if serialized.get("class_name") != "function":
-        return tf_keras.utils.deserialize_keras_object(serialized, custom_objects=custom_objects)
-    function = tf_keras.utils.get_registered_object(serialized["config"], custom_objects)
+        return keras2.utils.deserialize_keras_object(serialized, custom_objects=custom_objects)
+    function = (keras2.utils.get_registered_object(serialized["config"], custom_objects)
+                or _registered_without_package(serialized["config"]))
     if function is None:
         raise ValueError(f"Cannot restore the `effective_lr_bounds` function "
                          f"{serialized['config']!r}: register it with "
@@ -128,7 +136,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
                 for name, dtype, value in specs:
                     state[name] = self.add_weight(
                         name, shape=[], dtype=dtype, trainable=False,
-                        initializer=tf_keras.initializers.Constant(value),
+                        initializer=keras2.initializers.Constant(value),
                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._weights.extend(state.values())
             self._state = state
@@ -175,7 +183,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
         lr = self._hyper.get("learning_rate")
         if isinstance(lr, tf.Variable):
             with tf.init_scope():
-                return float(tf_keras.backend.get_value(lr))
+                return float(keras2.backend.get_value(lr))
         return None if callable(lr) else float(lr)
 
     # ---- per-step scalars ------------------------------------------------------
@@ -184,7 +192,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
         """`learning_rate(iterations)` times the legacy inverse-time factor."""
         lr = self._get_hyper("learning_rate", var_dtype)
         iterations = tf.cast(self.iterations, var_dtype)
-        if isinstance(lr, tf_keras.optimizers.schedules.LearningRateSchedule):
+        if isinstance(lr, keras2.optimizers.schedules.LearningRateSchedule):
             lr = tf.cast(lr(iterations), var_dtype)
         if self._settings.decay:
             lr = lr * tf.cast(rules.inverse_time_factor(self._settings.decay, iterations),
@@ -357,7 +365,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
     def get_config(self):
         return {**super().get_config(),
                 "learning_rate": self._serialize_hyperparameter("learning_rate"),
-                **config.settings_config(self._settings, tf_keras.utils.serialize_keras_object),
+                **config.settings_config(self._settings, keras2.utils.serialize_keras_object),
                 "zero_penalties": self.zero_penalties}
 
     @classmethod

@@ -1,10 +1,9 @@
 """tf_keras (Keras 2 API) callbacks of keras-adamw."""
-import tf_keras  # type: ignore[import-untyped]
-
+from keras_adamw.keras2.framework import keras2
 from keras_adamw.monitoring import MonitorMixin
 
 
-class LearningRateMonitor(MonitorMixin, tf_keras.callbacks.Callback):
+class LearningRateMonitor(MonitorMixin, keras2.callbacks.Callback):
     """tf_keras twin of `keras_adamw.keras3.callbacks.LearningRateMonitor`.
 
     Writes `lr`, `lr_t`, `eta_t`, `t_cur` (and with `per_layer=True`

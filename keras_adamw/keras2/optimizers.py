@@ -15,8 +15,6 @@ see DESIGN.md section 4.
 """
 import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
-import tf_keras  # type: ignore[import-untyped]
-from tf_keras.src.optimizers.legacy import optimizer_v2  # type: ignore[import-untyped]
 
 from keras_adamw.core import config, rules
 from keras_adamw.keras2.base import (
@@ -25,8 +23,9 @@ from keras_adamw.keras2.base import (
     KerasAdamWMixin,
     check_epsilon,
 )
+from keras_adamw.keras2.framework import keras2, optimizer_v2
 
-register = tf_keras.utils.register_keras_serializable(package="keras_adamw")
+register = keras2.utils.register_keras_serializable(package="keras_adamw")
 
 
 def _assign_moments(optimizer, var, grad, s):

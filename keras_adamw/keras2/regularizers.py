@@ -6,10 +6,10 @@ tf_keras stores `l1`/`l2` as numpy float arrays; they are read first, then
 import warnings
 
 import numpy as np
-import tf_keras  # type: ignore[import-untyped]
 
 from keras_adamw.core import matching
 from keras_adamw.core.config import shortest_decimal
+from keras_adamw.keras2.framework import keras2
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
 REGULARIZED_WEIGHTS = {
@@ -26,7 +26,7 @@ REGULARIZED_WEIGHTS = {
 
 def check_model(model, argument="model"):
     """Refuses anything but a tf_keras model, naming the flavour and the fix."""
-    if isinstance(model, tf_keras.Model):
+    if isinstance(model, keras2.Model):
         return
     if type(model).__module__.startswith("keras"):
         raise TypeError(
@@ -40,8 +40,8 @@ def check_model(model, argument="model"):
 
 def l1_l2_of(regularizer):
     """`(l1, l2)` of an L1, L2 or L1L2 regularizer; None for any other kind."""
-    if not isinstance(regularizer, (tf_keras.regularizers.L1, tf_keras.regularizers.L2,
-                                    tf_keras.regularizers.L1L2)):
+    if not isinstance(regularizer, (keras2.regularizers.L1, keras2.regularizers.L2,
+                                    keras2.regularizers.L1L2)):
         return None
     return (shortest_decimal(getattr(regularizer, "l1", 0.0)),
             shortest_decimal(getattr(regularizer, "l2", 0.0)))
@@ -51,7 +51,7 @@ def zero(regularizer):
     """Sets `l1`/`l2` to zero, keeping tf_keras's numpy float type."""
     for attribute in ("l1", "l2"):
         if hasattr(regularizer, attribute):
-            setattr(regularizer, attribute, np.zeros((), tf_keras.backend.floatx()))
+            setattr(regularizer, attribute, np.zeros((), keras2.backend.floatx()))
 
 
 def regularized_variables(model):

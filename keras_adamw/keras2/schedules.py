@@ -1,14 +1,14 @@
 """Learning-rate schedules of keras-adamw for tf_keras (the Keras 2 API)."""
 import tensorflow as tf  # type: ignore[import-untyped]
-import tf_keras  # type: ignore[import-untyped]
 
 from keras_adamw.core.schedule import WarmUpBase
+from keras_adamw.keras2.framework import keras2
 
-register = tf_keras.utils.register_keras_serializable(package="keras_adamw")
+register = keras2.utils.register_keras_serializable(package="keras_adamw")
 
 
 @register
-class WarmUp(WarmUpBase, tf_keras.optimizers.schedules.LearningRateSchedule):
+class WarmUp(WarmUpBase, keras2.optimizers.schedules.LearningRateSchedule):
     """Linear warmup into any schedule or constant: the tf_keras twin of
     `keras_adamw.keras3.schedules.WarmUp`.
 
@@ -26,5 +26,5 @@ class WarmUp(WarmUpBase, tf_keras.optimizers.schedules.LearningRateSchedule):
     """
 
     _xp = tf
-    _serialize = staticmethod(tf_keras.utils.serialize_keras_object)
-    _deserialize = staticmethod(tf_keras.optimizers.schedules.deserialize)
+    _serialize = staticmethod(keras2.utils.serialize_keras_object)
+    _deserialize = staticmethod(keras2.optimizers.schedules.deserialize)

@@ -39,20 +39,27 @@ from keras_adamw.native_build import (  # noqa: F401 (part of this module's inte
     unavailable_warning,
 )
 
-SOURCES = [SOURCE_DIR / "update_ops.cc", SOURCE_DIR / "xla_calls.cc"]  # compiled
+SOURCES = [SOURCE_DIR / "update_ops.cc", SOURCE_DIR / "xla_calls.cc"]  # shipped
 HEADERS = native_build.HEADERS
 DTYPES = (tf.float32, tf.float64)
 
 
+def compiled_sources():
+    """`SOURCES` that this TensorFlow compiles: the custom calls need XLA's FFI
+    headers (TensorFlow >= 2.16); the TensorFlow ops build everywhere."""
+    return SOURCES if xla_calls.has_ffi_headers() else SOURCES[:1]
+
+
 def build_command(output):
-    """The compiler call that builds `SOURCES` into `output`."""
-    return (compiler() + OPTIMIZE + [str(source) for source in SOURCES] + ["-o", str(output)]
+    """The compiler call that builds `compiled_sources()` into `output`."""
+    return (compiler() + OPTIMIZE + [str(source) for source in compiled_sources()]
+            + ["-o", str(output)]
             + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags())
 
 
 def library_path():
     """The cached library for these sources, TensorFlow and compiler."""
-    return native_build.library_path("update_ops", SOURCES, build_command("x"),
+    return native_build.library_path("update_ops", compiled_sources(), build_command("x"),
                                      [tf.__version__, tf.sysconfig.get_lib()])
 
 

@@ -14,6 +14,7 @@ The functions have the signatures of `keras_adamw.tf_kernels` (handles,
 gradient, per-step scalars of the variable's dtype) and the same arithmetic.
 """
 import functools
+from pathlib import Path
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
@@ -31,9 +32,18 @@ MODULE_VERSION = 9
 _ELEMENT_TYPES = {tf.float32: "f32", tf.float64: "f64"}
 
 
+@functools.cache
+def has_ffi_headers():
+    """Whether TensorFlow ships XLA's FFI headers (2.16 and later; 2.12-2.15 do not),
+    so that `xla_calls.cc` compiles into the native library."""
+    return (Path(tf.sysconfig.get_include()) / "xla" / "ffi" / "api" / "ffi.h").is_file()
+
+
 def available():
-    """Whether TensorFlow has the op that runs a custom call."""
-    return _xla_ops is not None and hasattr(_xla_ops, "xla_call_module")
+    """Whether TensorFlow has the op that runs a custom call, and the custom calls
+    are in the native library."""
+    return (_xla_ops is not None and hasattr(_xla_ops, "xla_call_module")
+            and has_ffi_headers())
 
 
 @functools.cache

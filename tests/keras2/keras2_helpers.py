@@ -1,6 +1,20 @@
 """Shared pieces of the keras2 tests: variables, gradients, oracle settings."""
+import importlib.metadata
+
 import numpy as np
+import pytest
 import tensorflow as tf
+
+from keras_adamw.native import xla_calls
+
+# TensorFlow 2.12-2.15 (their keras is 2.x): no Keras 3 beside the Keras 2 flavour,
+# no XLA FFI headers for the native custom calls (the XLA-compiled kernels run).
+needs_keras3 = pytest.mark.skipif(
+    int(importlib.metadata.version("keras").split(".")[0]) < 3,
+    reason="Keras 3 is not installed with TensorFlow <= 2.15 (its keras is 2.x)")
+needs_custom_calls = pytest.mark.skipif(
+    not xla_calls.available(),
+    reason="TensorFlow <= 2.15 has no XLA FFI headers: no native custom calls")
 
 SHAPES = {"dense/kernel": (5, 3), "dense/bias": (3,), "emb/embeddings": (8, 2)}
 SPARSE_INDICES = np.array([1, 3, 1, 6, 3, 1])  # duplicates; rows 0, 2, 4, 5, 7 absent
@@ -59,7 +73,7 @@ def train_small_model(optimizer_factory, steps=8, mode="function"):
     `mode`: "eager" (run_eagerly), "function" (tf.function), "jit" (XLA) through
     `fit`, or "graph" (`train_on_batch`; TF1 graph mode must already be on).
     """
-    import tf_keras
+    from keras_adamw.keras2.framework import keras2 as tf_keras
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(steps * 4, 3)).astype("float32")

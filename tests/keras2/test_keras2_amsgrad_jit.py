@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import reference
 import tensorflow as tf
-import tf_keras
 from keras2_helpers import (
     SHAPES,
     SPARSE_INDICES,
@@ -22,6 +21,9 @@ from keras2_helpers import (
 )
 
 from keras_adamw.keras2 import AdamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 STEPS = 30
 DECAYS = {"weight_decay": 0.1, "exclude_from_weight_decay": ["bias"],

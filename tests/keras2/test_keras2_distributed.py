@@ -18,11 +18,11 @@ import subprocess
 import sys
 
 import numpy as np
-import tf_keras
 from keras2_helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import AdamW, NadamW
+from keras_adamw.keras2.framework import keras2 as tf_keras
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -32,11 +32,10 @@ CLASSES = {"AdamW": AdamW, "NadamW": NadamW}
 
 PRELUDE = f"""
 import json, os, sys
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
 import tensorflow as tf
-import tf_keras
 import keras_adamw.keras2
+from keras_adamw.keras2.framework import keras2 as tf_keras
 
 STEPS, GLOBAL_BATCH = {STEPS}, {GLOBAL_BATCH}
 rng = np.random.default_rng(0)
@@ -114,7 +113,7 @@ def environment(**extra):
     """The subprocess environment, explicit: the repository, the test helpers."""
     path = os.pathsep.join([ROOT, HERE, os.path.dirname(HERE)])
     return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3",
-            "TF_USE_LEGACY_KERAS": "1", "TF_KERAS": "1", **extra}
+            "TF_KERAS": "1", **extra}
 
 
 def parse(stdout, stderr):

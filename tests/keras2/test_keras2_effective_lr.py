@@ -7,12 +7,14 @@ variables, slots and the per-element effective learning rate after a few updates
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 from bound_cases import BOUNDS, upper_bound
 from keras2_helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 STEPS = 8
 OPTIMIZERS = {

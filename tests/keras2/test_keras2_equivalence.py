@@ -5,10 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
-from keras2_helpers import assert_close, make_gradients, make_variables
+from keras2_helpers import assert_close, make_gradients, make_variables, needs_keras3
 
 from keras_adamw import keras2
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 legacy = tf_keras.optimizers.legacy
 
@@ -88,6 +90,7 @@ def _train(layers_module, model_class, optimizer, weights, x, y, steps):
 
 @pytest.mark.parametrize("name,options", FLAVOUR_CASES,
                          ids=[f"{n}-{i}" for i, (n, _) in enumerate(FLAVOUR_CASES)])
+@needs_keras3
 def test_same_trajectory_as_keras3_flavour(name, options):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":

@@ -23,11 +23,13 @@ What each case does (the same as tf_keras's own optimizers unless said):
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 from keras2_helpers import f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 WD = 0.1
 get = tf_keras.backend.get_value

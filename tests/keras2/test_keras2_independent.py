@@ -29,12 +29,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 import torch
 from keras2_helpers import f32
 from reference import cosine_eta
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 STEPS = 100
 LR, EPS, WD = 0.01, 1e-3, 0.1

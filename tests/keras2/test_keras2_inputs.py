@@ -3,9 +3,12 @@ gradients (equal to the densified gradients)."""
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
+from keras2_helpers import needs_keras3
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 from keras_adamw.keras2.regularizers import get_weight_decays
 
 BAD = [
@@ -31,6 +34,7 @@ def test_bad_arguments(cls, options, error, text):
     assert text in str(info.value)
 
 
+@needs_keras3
 def test_keras3_model_names_the_flavour():
     keras = pytest.importorskip("keras")
     model = keras.Sequential([keras.layers.Input((2,)), keras.layers.Dense(1)])

@@ -77,7 +77,6 @@ def test_kernels_trace_once_per_dtype():
 
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
     sys.path.insert(0, {here!r})
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]

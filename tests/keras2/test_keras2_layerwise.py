@@ -5,10 +5,12 @@ Same checks as tests/keras3/test_layerwise.py, against the float64 oracle.
 import numpy as np
 import pytest
 import reference
-import tf_keras
 from keras2_helpers import assert_close, f32
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 STEPS = 10
 CLASSES = {"adamw": AdamW, "nadamw": NadamW, "sgdw": SGDW}

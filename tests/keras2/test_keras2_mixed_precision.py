@@ -16,11 +16,13 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 from keras2_helpers import f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
 CLASSES = {"adamw": (AdamW, {}), "nadamw": (NadamW, {}), "sgdw": (SGDW, {"momentum": 0.9})}

@@ -38,7 +38,6 @@ def test_modes_agree(mode, function_run):
 
 GRAPH_SCRIPT = textwrap.dedent("""
     import json, os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
     sys.path.insert(0, {here!r})
     import tensorflow as tf
     tf.compat.v1.disable_eager_execution()

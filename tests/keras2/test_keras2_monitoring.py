@@ -8,13 +8,15 @@ import csv
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 from keras2_helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
 import keras_adamw
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.keras2.callbacks import LearningRateMonitor
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 from keras_adamw.keras2.schedules import WarmUp
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import reference
 import tensorflow as tf
-import tf_keras
 from keras2_helpers import (
     SHAPES,
     SPARSE_INDICES,
@@ -26,6 +25,9 @@ from keras2_helpers import (
 
 from keras_adamw import native
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 STEPS = 50
 CLASSES = {"adamw": AdamW, "nadamw": NadamW, "sgdw": SGDW}

@@ -18,9 +18,11 @@ round trips are in test_keras2_saving.py).
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 CLASSES = {"AdamW": (AdamW, {}), "NadamW": (NadamW, {}), "SGDW": (SGDW, {"momentum": 0.9})}
 BATCH, STEPS_PER_EPOCH, EPOCHS = 4, 6, 3

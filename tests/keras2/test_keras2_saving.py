@@ -3,9 +3,11 @@ tf.train.Checkpoint restoring slots, iterations, t_cur and eta_t exactly."""
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2.framework import (
+    keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
+)
 
 OPTIONS = {"learning_rate": 0.01, "lr_multipliers": {"d1": 0.5},
                "weight_decays": {"d1/kernel": (0.0, 1e-2)}, "use_cosine_annealing": True,
