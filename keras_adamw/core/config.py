@@ -441,7 +441,7 @@ class SettingsAttributes:
     change them before build. An adapter provides `_variable_path(variable)` and
     `_rules_resolved()` (True once the per-variable rules exist)."""
 
-    def _init_settings(self, model, zero_penalties, extras, decays_from_model,
+    def _init_settings(self, model, zero_penalties, extras, regularizers,
                        **keras_adamw_args):
         """Validated `self._settings`; decays read from `model` first when given.
 
@@ -449,24 +449,22 @@ class SettingsAttributes:
             model: the `model=` argument, or None.
             zero_penalties: zero the model's regularizers after reading them.
             extras: the keyword extras `split_kwargs` separated.
-            decays_from_model: the flavour's `(model, zero_penalties)
-                -> {path: (l1, l2)}`.
+            regularizers: the flavour's module with `get_weight_decays(model)`
+                and `zero_model_penalties(model)`.
             **keras_adamw_args: the remaining keras-adamw arguments.
         """
         weight_decays = keras_adamw_args.pop("weight_decays")
         zero_penalties = check_bool("zero_penalties", zero_penalties)
         if model is not None:
             warn_model_overrides(weight_decays)
-            weight_decays = decays_from_model(model, False)
+            weight_decays = regularizers.get_weight_decays(model)
         self.zero_penalties = zero_penalties
         self._settings = settings_from_extras(extras, weight_decays=weight_decays,
                                               **keras_adamw_args)
         # Zeroed only when the decays replace them: with total_iterations_wd <= 1 the
         # decays are off (warned), and the penalties stay in the loss, as in 1.x.
         if model is not None and zero_penalties and self._settings.weight_decays:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the first read gave them
-                decays_from_model(model, True)
+            regularizers.zero_model_penalties(model)
         self.weight_decay = self._settings.weight_decay
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):

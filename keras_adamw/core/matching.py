@@ -82,10 +82,9 @@ def _tails(name):
     return [anchor + "/".join(parts[i:]) for i in range(1, len(parts))]
 
 
-def _names_a_scope(tail, paths):
-    """True when a segment of `tail` is a layer or model scope of some path, so the
-    tail is more than a weight name such as `kernel` (which every layer has)."""
-    scopes = {s for path in paths for s in path.split("/")[:-1]}
+def _names_a_scope(tail, scopes):
+    """True when a segment of `tail` is one of `scopes` (the layer and model scopes
+    of the paths), so the tail is more than a weight name such as `kernel`."""
     return any(segment.strip("^$") in scopes for segment in tail.split("/"))
 
 
@@ -110,8 +109,9 @@ def rescope(key, paths, matches):
     name = normalize_name(key)
     if matches(name):
         return name
+    scopes = {s for path in paths for s in path.split("/")[:-1]}
     for tail in _tails(name):
-        if _names_a_scope(tail, paths) and matches(tail):
+        if _names_a_scope(tail, scopes) and matches(tail):
             return tail
     return name
 
@@ -188,12 +188,13 @@ def resolve_rules(paths, settings):
     lr_multipliers = rescoped_patterns(settings.lr_multipliers, paths)
     layerwise = rescoped_patterns(settings.layerwise_lr_decay, paths)
     excluded = rescoped_patterns(dict.fromkeys(settings.exclude_from_weight_decay), paths)
+    multiplier_values = {form: value for form, (value, _) in lr_multipliers.items()}
+    layerwise_rates = {form: rate for form, (rate, _) in layerwise.items()}
     used_multipliers, used_layerwise = set(), set()
     multipliers = []
     for path in paths:
-        value, form = match_multiplier(path, {k: v for k, (v, _) in lr_multipliers.items()})
-        factor, layerwise_form = match_layerwise_factor(
-            path, {k: v for k, (v, _) in layerwise.items()})
+        value, form = match_multiplier(path, multiplier_values)
+        factor, layerwise_form = match_layerwise_factor(path, layerwise_rates)
         multipliers.append(value * factor)
         used_multipliers.add(form and lr_multipliers[form][1])
         used_layerwise.add(layerwise_form and layerwise[layerwise_form][1])

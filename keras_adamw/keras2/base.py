@@ -97,7 +97,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings; the state variables are created with the slots."""
-        self._init_settings(model, zero_penalties, extras, regularizers.decays_from_model,
+        self._init_settings(model, zero_penalties, extras, regularizers,
                             **keras_adamw_args)
         self._rules = {}  # optimizer_v2._var_key(variable) -> VariableRule
         self._rule_paths = {}  # same keys -> variable path, in creation order

@@ -79,7 +79,7 @@ def get_weight_decays(model, zero_penalties=False):
         (`"dense_1/kernel"`).
     """
     check_model(model)
-    decays, read = {}, []
+    decays = {}
     for layer, variable, regularizer in regularized_variables(model):
         name = matching.normalize_name(variable.name)
         pair = l1_l2_of(regularizer)
@@ -91,14 +91,15 @@ def get_weight_decays(model, zero_penalties=False):
                 UserWarning, stacklevel=3)
             continue
         decays[name] = pair
-        read.append(regularizer)
     # Zeroed after every read: a regularizer shared by several layers gives each
     # its decay.
-    for regularizer in read if zero_penalties else ():
-        zero(regularizer)
+    if zero_penalties:
+        zero_model_penalties(model)
     return decays
 
 
-def decays_from_model(model, zero_penalties):
-    """Decays from `model=` (they replace a `weight_decays` argument, as in 1.x)."""
-    return get_weight_decays(model, zero_penalties)
+def zero_model_penalties(model):
+    """Zeroes every L1/L2/L1L2 regularizer of the model (the decay replaces them)."""
+    for _, _, regularizer in regularized_variables(model):
+        if l1_l2_of(regularizer) is not None:
+            zero(regularizer)

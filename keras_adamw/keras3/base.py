@@ -57,7 +57,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
 
     def _init_keras_adamw(self, model, zero_penalties, extras, **keras_adamw_args):
         """Creates the settings and the `t_cur`/`eta_t`/`lr_t` variables."""
-        self._init_settings(model, zero_penalties, extras, regularizers.decays_from_model,
+        self._init_settings(model, zero_penalties, extras, regularizers,
                             **keras_adamw_args)
         self._rules = ()
         with keras.name_scope(self.name, caller=self):
