@@ -42,7 +42,7 @@ setup(
               "tensorflow", "jax", "pytorch", "tf_keras"],
     url="https://github.com/OverLordGoldDragon/keras-adamw",
     packages=find_packages(include=["keras_adamw", "keras_adamw.*"]),
-    package_data={"keras_adamw": ["py.typed", "native/*.cc", "native/*.h"]},
+    package_data={"keras_adamw": ["py.typed", "kernels/*.cc", "kernels/*.h"]},
     python_requires=">=3.10",
     # Keras 3 (>= 3.3) for the Keras 3 flavour: pip installs the newest. The keras 2.x
     # that TensorFlow 2.12-2.15 pin (their `tf.keras`) also satisfies it, for the Keras 2

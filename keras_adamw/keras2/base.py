@@ -12,7 +12,7 @@ import types
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
-from keras_adamw import native, tf_kernels
+from keras_adamw.kernels import tf_native as native, tf_compiled as tf_kernels
 from keras_adamw.core import config, matching, precision, rules, schedule
 from keras_adamw.keras2 import regularizers
 from keras_adamw.keras2.framework import keras2, optimizer_v2

@@ -136,15 +136,15 @@ class KerasAdamWMixin(config.SettingsAttributes):
         """
         backend = keras.backend.backend()
         if backend == "torch" and self._settings.effective_lr_bounds is None:
-            from keras_adamw.keras3 import torch_fast
+            from keras_adamw.kernels import torch_foreach as torch_fast
 
             torch_fast.update(self, grads, trainable_variables, self._step)
             return
         if backend in ("tensorflow", "jax"):
             if backend == "tensorflow":
-                from keras_adamw.native.xla_calls import batch
+                from keras_adamw.kernels.tf_xla_calls import batch
             else:
-                from keras_adamw.jax_kernels import batch
+                from keras_adamw.kernels.jax_calls import batch
             with batch():
                 self._keras_update_loop(grads, trainable_variables, learning_rate)
             return
@@ -155,7 +155,7 @@ class KerasAdamWMixin(config.SettingsAttributes):
         JAX backend, `native_kernels`, no per-element bounds, where they run."""
         if keras.backend.backend() != "jax" or not self.native_kernels or bounds is not None:
             return False
-        from keras_adamw import jax_kernels
+        from keras_adamw.kernels import jax_calls as jax_kernels
 
         return jax_kernels.usable(variable)
 

@@ -13,9 +13,9 @@ from keras_adamw.keras3.base import KERAS_KWARGS, KerasAdamWMixin, check_epsilon
 
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
-    from keras_adamw.keras3 import tf_fast
+    from keras_adamw.kernels import tf_fused as tf_fast
 elif BACKEND == "jax":
-    from keras_adamw import jax_kernels
+    from keras_adamw.kernels import jax_calls as jax_kernels
 
 register = keras.saving.register_keras_serializable(package="keras_adamw")
 

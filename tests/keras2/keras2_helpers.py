@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_adamw.native import xla_calls
+from keras_adamw.kernels import tf_xla_calls as xla_calls
 
 # TensorFlow 2.12-2.15 (their keras is 2.x): no Keras 3 beside the Keras 2 flavour,
 # no XLA FFI headers for the native custom calls (the XLA-compiled kernels run).

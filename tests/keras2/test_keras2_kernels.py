@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from keras2_helpers import assert_close
 
-from keras_adamw import tf_kernels as kernels
+from keras_adamw.kernels import tf_compiled as kernels
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -21,9 +21,9 @@ import pytest
 import tensorflow as tf
 from keras2_helpers import assert_close, needs_custom_calls
 
-from keras_adamw import native, native_build, tf_kernels
+from keras_adamw.kernels import tf_native as native, build as native_build, tf_compiled as tf_kernels
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
-from keras_adamw.native import xla_calls
+from keras_adamw.kernels import tf_xla_calls as xla_calls
 
 SHAPE = (300, 7)
 DECAYS = [(None, None), (None, 0.01), (0.002, None), (0.002, 0.01)]

@@ -89,7 +89,7 @@ def test_bad_bounds_name_the_argument(bounds, error):
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch multi-tensor path")
 def test_torch_fast_path_is_kept_without_bounds_and_left_with_them(monkeypatch):
-    from keras_adamw.keras3 import torch_fast
+    from keras_adamw.kernels import torch_foreach as torch_fast
 
     calls = []
     original = torch_fast.update

@@ -45,7 +45,7 @@ SLOTS = {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats",
 @pytest.fixture
 def calls(monkeypatch):
     """Every variable on the custom calls; returns the (target, group size) emitted."""
-    from keras_adamw import jax_kernels
+    from keras_adamw.kernels import jax_calls as jax_kernels
 
     assert jax_kernels.library() is not None, "the JAX kernels were not built"
     monkeypatch.setattr(jax_kernels, "MIN_SIZE", 0)
@@ -140,7 +140,7 @@ def test_native_kernels_off_uses_keras_ops(calls):
 
 def test_small_variables_keep_keras_ops(monkeypatch, calls):
     """Below `MIN_SIZE` elements (the default), no call: XLA's loops are as fast."""
-    from keras_adamw import jax_kernels
+    from keras_adamw.kernels import jax_calls as jax_kernels
 
     monkeypatch.setattr(jax_kernels, "MIN_SIZE", 1 << 16)
     variables = [keras.Variable(np.ones((300, 300), "float32"), name="big"),
@@ -151,7 +151,7 @@ def test_small_variables_keep_keras_ops(monkeypatch, calls):
 
 
 def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
-    from keras_adamw import jax_kernels, native_build
+    from keras_adamw.kernels import jax_calls as jax_kernels, build as native_build
 
     monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
     monkeypatch.setenv("CXX", "/nonexistent/c++")
@@ -162,7 +162,7 @@ def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
 
 
 def test_unavailable_kernels_leave_keras_ops_with_the_same_numbers(monkeypatch, calls):
-    from keras_adamw import jax_kernels
+    from keras_adamw.kernels import jax_calls as jax_kernels
 
     with_calls = run("nadamw", "eager")
     monkeypatch.setattr(jax_kernels, "library", lambda: None)

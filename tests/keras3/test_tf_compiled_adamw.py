@@ -119,9 +119,9 @@ def test_matches_oracle(mode, amsgrad, dtype, sparse, native_kernels):
 
 def spy_on(monkeypatch):
     """Shapes of the gradients given to the native, XLA and fused AdamW kernels."""
-    from keras_adamw import native, tf_kernels
-    from keras_adamw.keras3 import tf_fast
-    from keras_adamw.native import xla_calls
+    from keras_adamw.kernels import tf_native as native, tf_compiled as tf_kernels
+    from keras_adamw.kernels import tf_fused as tf_fast
+    from keras_adamw.kernels import tf_xla_calls as xla_calls
 
     shapes = {"native": [], "xla_call": [], "compiled": [], "fused": []}
 
@@ -146,7 +146,7 @@ def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
     amsgrad never fused (TensorFlow has no XLA kernel for
     `ResourceApplyAdamWithAmsgrad`); inside XLA, the custom call for every
     variable."""
-    from keras_adamw import native
+    from keras_adamw.kernels import tf_native as native
 
     assert native.library() is not None, "the native ops were not built"
     shapes = spy_on(monkeypatch)
@@ -179,9 +179,9 @@ def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels)
     `ResourceApplyKerasMomentum` with `native_kernels=False` outside it,
     `tf_kernels.sgdw` inside it; inside XLA with the native kernels, the custom
     call for every variable. All follow the oracle."""
-    from keras_adamw import native as native_ops
-    from keras_adamw import tf_kernels
-    from keras_adamw.native import xla_calls
+    from keras_adamw.kernels import tf_native as native_ops
+    from keras_adamw.kernels import tf_compiled as tf_kernels
+    from keras_adamw.kernels import tf_xla_calls as xla_calls
 
     calls = {"native": [], "xla_call": [], "xla": []}
     for name, module in (("native", native_ops), ("xla_call", xla_calls), ("xla", tf_kernels)):

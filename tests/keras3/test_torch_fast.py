@@ -20,7 +20,7 @@ if keras.backend.backend() != "torch":
 
 import torch
 
-from keras_adamw.keras3 import torch_fast
+from keras_adamw.kernels import torch_foreach as torch_fast
 
 STEPS = 20
 RTOL = 1e-5

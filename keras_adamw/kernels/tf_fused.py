@@ -15,7 +15,7 @@ import keras  # type: ignore[import-untyped]
 import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
 
-from keras_adamw import native, tf_kernels
+from keras_adamw.kernels import tf_native as native, tf_compiled as tf_kernels
 
 # The fused Adam kernels compute `1 - beta` in the variable's dtype: in bfloat16
 # beta_2 = 0.999 rounds to 1 (the second moment never grows, the step explodes),

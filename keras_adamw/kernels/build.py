@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import warnings
 
-SOURCE_DIR = pathlib.Path(__file__).with_name("native")
+SOURCE_DIR = pathlib.Path(__file__).parent
 HEADERS = [SOURCE_DIR / "update_kernels.h"]
 SWITCH = "KERAS_ADAMW_NATIVE"  # "0" (false/no/off): never build or use the libraries
 CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"

@@ -25,9 +25,9 @@ import sys
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
-from keras_adamw import native_build
-from keras_adamw.native import xla_calls
-from keras_adamw.native_build import (  # noqa: F401 (part of this module's interface)
+from keras_adamw.kernels import build as native_build
+from keras_adamw.kernels import tf_xla_calls as xla_calls
+from keras_adamw.kernels.build import (  # noqa: F401 (part of this module's interface)
     CACHE_DIR,
     OPTIMIZE,
     SOURCE_DIR,

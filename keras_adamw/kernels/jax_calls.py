@@ -29,8 +29,8 @@ import keras  # type: ignore[import-untyped]
 import numpy as np
 from keras import ops  # type: ignore[import-untyped]
 
-from keras_adamw import native_build
-from keras_adamw.core import groups
+from keras_adamw.kernels import build as native_build
+from keras_adamw.kernels import groups
 
 SOURCES = [native_build.SOURCE_DIR / "xla_calls.cc"]
 DTYPES = ("float32", "float64")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
-from keras_adamw.core import groups
+from keras_adamw.kernels import groups
 
 try:  # private: TensorFlow's op that inlines a StableHLO module into XLA
     from tensorflow.compiler.tf2xla.ops import (  # type: ignore[import-untyped]
