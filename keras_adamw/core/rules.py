@@ -5,6 +5,25 @@ variable). Tensor helpers use only arithmetic operators and the namespace `xp`,
 so numpy arrays, Keras variables and tensors of every backend work alike.
 """
 import math
+from typing import Any, NamedTuple
+
+
+class NadamCoefficients(NamedTuple):
+    """Dozat's momentum schedule at step `t` (`core.rules.nadam_coefficients`).
+
+    Attributes:
+        grad_weight: `(1 - u_t) / (1 - prod_t)`, the weight of `g` in `m_bar`.
+        momentum_weight: `u_{t+1} / (1 - prod_t u_{t+1})`, the weight of `m`.
+        v_correction: `1 / (1 - b2^t)`.
+    """
+
+    grad_weight: Any
+    momentum_weight: Any
+    v_correction: Any
+
+    def cast(self, cast):
+        return NadamCoefficients(*(cast(x) for x in self))
+
 
 
 def one_minus_power(base, t, xp):
@@ -52,21 +71,19 @@ def nadam_direction(m, v, grad, coefficients, epsilon, xp):
     ```
     """
     m_bar = nadam_momentum_bar(m, grad, coefficients)
-    return m_bar / (xp.sqrt(v * coefficients["v_correction"]) + epsilon)
+    return m_bar / (xp.sqrt(v * coefficients.v_correction) + epsilon)
 
 
 def nadam_momentum_bar(m, grad, coefficients):
     """Nadam's Nesterov momentum `m_bar` (see `nadam_direction`)."""
-    return coefficients["grad_weight"] * grad + coefficients["momentum_weight"] * m
+    return coefficients.grad_weight * grad + coefficients.momentum_weight * m
 
 
 def nadam_coefficients(u_t, u_next, u_product, beta_2, t, xp):
     """Per-step scalars of `nadam_direction`; `u_product` already includes `u_t`."""
-    return {
-        "grad_weight": (1.0 - u_t) / (1.0 - u_product),
-        "momentum_weight": u_next / (1.0 - u_product * u_next),
-        "v_correction": 1.0 / one_minus_power(beta_2, t, xp),
-    }
+    return NadamCoefficients(grad_weight=(1.0 - u_t) / (1.0 - u_product),
+                             momentum_weight=u_next / (1.0 - u_product * u_next),
+                             v_correction=1.0 / one_minus_power(beta_2, t, xp))
 
 
 def sgd_step(velocity, grad, scaled_lr, momentum, nesterov):

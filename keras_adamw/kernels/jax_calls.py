@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.kernels import build as native_build
-from keras_adamw.kernels import groups
+from keras_adamw.kernels import groups, scalars
 
 SOURCES = [native_build.SOURCE_DIR / "xla_calls.cc"]
 DTYPES = ("float32", "float64")
@@ -92,10 +92,9 @@ class _Update:
     """One variable's update: target, flags, the Keras variables it updates (the
     variable, then its slots), the gradient and the per-step scalars."""
 
-    def __init__(self, optimizer, target, variables, grad, scalars, flags):
+    def __init__(self, optimizer, target, variables, grad, values, flags):
         self.optimizer, self.variables, self.grad, self.scalars = (
-            optimizer, variables, grad, scalars)
-        flags = {"nesterov": False, **flags}  # every handler takes the three flags
+            optimizer, variables, grad, values)
         self.key = (target, keras.backend.standardize_dtype(variables[0].dtype),
                     tuple(sorted(flags.items())))
 
@@ -143,48 +142,9 @@ def _scalar_table(group, dtype):
     return table if len(rows) == len(group) else table[np.asarray(index)]
 
 
-def _update(optimizer, target, variables, grad, scalars, **flags):
-    """Queues the update in an open `batch`, else emits it."""
-    _QUEUE.submit(_Update(optimizer, target, variables, grad, scalars, flags), _emit)
-
-
-def _decay_scalars(scalars):
-    """`(c_sign, c_linear)` with 0 for an absent term, and the handler's flags."""
-    c_sign, c_linear = scalars["c_sign"], scalars["c_linear"]
-    return ([0.0 if c_sign is None else c_sign, 0.0 if c_linear is None else c_linear],
-            {"decay_sign": c_sign is not None, "decay_linear": c_linear is not None})
-
-
-def adamw(optimizer, variable, m, v, v_hat, grad, scalars, beta_1, beta_2, epsilon):
-    """AdamW on one variable, decay included (amsgrad with `v_hat`): the update of
-    `keras_adamw.tf_kernels.adamw` with `lr = scalars["step_size"]`."""
-    decay, flags = _decay_scalars(scalars)
-    values = [-scalars["step_size"], beta_1, 1.0 - beta_1, beta_2, 1.0 - beta_2,
-              epsilon] + decay
-    if v_hat is None:
-        _update(optimizer, "keras_adamw_adamw", [variable, m, v], grad, values, **flags)
-    else:
-        _update(optimizer, "keras_adamw_amsgrad", [variable, m, v, v_hat], grad, values,
-                **flags)
-
-
-def nadamw(optimizer, variable, m, v, grad, scalars, beta_1, beta_2, epsilon):
-    """NadamW on one variable, decay included: the update of
-    `keras_adamw.tf_kernels.nadamw` with `lr = scalars["step_size"]`."""
-    decay, flags = _decay_scalars(scalars)
-    values = ([-scalars["step_size"], beta_1, 1.0 - beta_1, beta_2, 1.0 - beta_2, epsilon]
-              + decay + [scalars[k] for k in ("grad_weight", "momentum_weight",
-                                              "v_correction")])
-    _update(optimizer, "keras_adamw_nadamw", [variable, m, v], grad, values, **flags)
-
-
-def sgdw(optimizer, variable, velocity, grad, step_size, momentum, nesterov, scalars):
-    """SGDW on one variable, Keras momentum convention, decay included: the update
-    of `keras_adamw.tf_kernels.sgdw`."""
-    decay, flags = _decay_scalars(scalars)
-    if velocity is None:
-        _update(optimizer, "keras_adamw_sgdw", [variable], grad, [step_size, 0.0] + decay,
-                **flags)
-    else:
-        _update(optimizer, "keras_adamw_momentum", [variable, velocity], grad,
-                [step_size, momentum] + decay, nesterov=bool(nesterov), **flags)
+def apply(optimizer, update):
+    """Queues `update` (a `kernels.Update` of Keras variables) in an open
+    `batch`, else emits its custom call; `optimizer` assigns the results."""
+    queued = _Update(optimizer, scalars.target(update), (update.variable, *update.slots),
+                     update.grad, scalars.pack(update), scalars.flags(update))
+    _QUEUE.submit(queued, _emit)

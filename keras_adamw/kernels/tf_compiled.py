@@ -6,8 +6,8 @@ more (and copies it: the pass's `delta` aliases the variable). Each function her
 is one `tf.function(jit_compile=True)` that reads theta, the slots and the
 gradient and writes theta and the slots; XLA fuses it into element-wise loops.
 
-Used by the tf_keras optimizers (`_resource_apply_dense`) and by the Keras 3
-`NadamW` on the TensorFlow backend (`keras3.tf_fast`), with the resource handles
+The `tf_compiled` path of `kernels.tf_paths` (both flavours, where the native
+kernels do not run), with the resource handles
 of the variable and its slots (a replica's component variables under
 `tf.distribute`) and per-step scalars already cast to the variable's dtype, so
 they work eagerly, inside `tf.function`, inlined into a `jit_compile=True` train
@@ -45,21 +45,42 @@ def _updated(theta, delta, decay):
     return theta + delta if term is None else theta + delta - term
 
 
+def apply(update):
+    """`update` (a `kernels.Update` of resource handles) in one compiled pass.
+
+    Returns:
+        A scalar to depend on.
+    """
+    s, h = update.scalars, update.hyper
+    decay = (s.c_sign, s.c_linear)
+    if update.kind == "sgdw":
+        velocity = update.slots[0] if update.slots else None
+        return sgdw(update.variable, velocity, update.grad, s.step_size, h.momentum, decay,
+                    bool(h.nesterov))
+    if update.kind == "nadamw":
+        m, v = update.slots
+        return nadamw(update.variable, m, v, update.grad, s.step_size, s.nadam, decay,
+                      h.beta_1, h.beta_2, h.epsilon)
+    m, v, *vhat = update.slots
+    return adamw(update.variable, m, v, vhat[0] if vhat else None, update.grad, s.step_size,
+                 decay, h.beta_1, h.beta_2, h.epsilon)
+
+
 @_compiled
-def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, epsilon):
+def adamw(var, m, v, vhat, grad, step_size, decay, beta_1, beta_2, epsilon):
     """AdamW on one variable (amsgrad when `vhat` is a handle).
 
     ```
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2   (amsgrad: vhat = max(vhat, v))
-    theta = theta - decay(theta) - lr bias_correction m / (sqrt(v or vhat) + eps)
+    theta = theta - decay(theta) - step_size m / (sqrt(v or vhat) + eps)
     ```
 
     Args:
         var, m, v: resource handles of the variable and its slots (`vhat`
             too, or None).
         grad: the dense gradient.
-        lr: `eta lr_v`, a scalar of the variable's dtype.
-        bias_correction: `sqrt(1 - b2^t) / (1 - b1^t)`.
+        step_size: `eta lr_v sqrt(1 - b2^t) / (1 - b1^t)`, a scalar of the
+            variable's dtype.
         decay: `(c_sign, c_linear)` of `core.rules.decay_term`; each may be None.
         beta_1, beta_2, epsilon: Python floats (static), used as given: `1 - beta`
             is computed in Python, then rounded to the variable's dtype.
@@ -76,23 +97,24 @@ def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, eps
         v_used = tf.maximum(_read(vhat, dtype), v_new)
         _assign(vhat, v_used)
     direction = rules.adam_direction(m_new, v_used, tf.constant(epsilon, dtype), TF_MATH)
-    _assign(var, _updated(theta, -(lr * bias_correction) * direction, decay))
+    _assign(var, _updated(theta, -step_size * direction, decay))
     _assign(m, m_new)
     _assign(v, v_new)
     return tf.constant(True)
 
 
 @_compiled
-def nadamw(var, m, v, grad, lr, coefficients, decay, beta_1, beta_2, epsilon):
+def nadamw(var, m, v, grad, step_size, coefficients, decay, beta_1, beta_2, epsilon):
     """NadamW on one variable (Dozat's Nadam, tf_keras legacy schedule).
 
     ```
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-    theta = theta - decay(theta) - lr nadam_direction(m, v, g)
+    theta = theta - decay(theta) - step_size nadam_direction(m, v, g)
     ```
 
     Args:
-        coefficients: the per-step scalars of `core.rules.nadam_direction`.
+        step_size: `eta lr_v`.
+        coefficients: `core.rules.NadamCoefficients` of this step.
         (others): as `adamw`.
 
     Returns:
@@ -104,25 +126,26 @@ def nadamw(var, m, v, grad, lr, coefficients, decay, beta_1, beta_2, epsilon):
                                       beta_1, beta_2)
     direction = rules.nadam_direction(m_new, v_new, grad, coefficients,
                                       tf.constant(epsilon, dtype), TF_MATH)
-    _assign(var, _updated(theta, -lr * direction, decay))
+    _assign(var, _updated(theta, -step_size * direction, decay))
     _assign(m, m_new)
     _assign(v, v_new)
     return tf.constant(True)
 
 
 @_compiled
-def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
+def sgdw(var, velocity, grad, step_size, momentum, decay, nesterov):
     """SGDW on one variable, Keras momentum convention.
 
     ```
-    velocity = mu velocity - lr g
-    theta = theta - decay(theta) + velocity    (nesterov: + mu velocity - lr g)
+    velocity = mu velocity - step_size g
+    theta = theta - decay(theta) + velocity    (nesterov: + mu velocity - step_size g)
     ```
-    Without a velocity (`momentum=0`): `theta = theta - decay(theta) - lr g`.
+    Without a velocity (`momentum=0`): `theta = theta - decay(theta) - step_size g`.
 
     Args:
         var: the variable's resource handle.
         velocity: the momentum slot's handle, or None.
+        step_size: `eta lr_v`.
         momentum: `mu`, a scalar tensor (a hyperparameter that may change).
         nesterov: Python bool (static).
         (others): as `adamw`.
@@ -132,9 +155,9 @@ def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
     """
     theta = _read(var, grad.dtype)
     if velocity is None:
-        _, delta = rules.sgd_step(None, grad, lr, 0, False)
+        _, delta = rules.sgd_step(None, grad, step_size, 0, False)
     else:
-        velocity_new, delta = rules.sgd_step(_read(velocity, grad.dtype), grad, lr,
+        velocity_new, delta = rules.sgd_step(_read(velocity, grad.dtype), grad, step_size,
                                              momentum, nesterov)
         _assign(velocity, velocity_new)
     _assign(var, _updated(theta, delta, decay))

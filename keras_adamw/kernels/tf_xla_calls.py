@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf  # type: ignore[import-untyped]
 
-from keras_adamw.kernels import groups
+from keras_adamw.kernels import groups, scalars
 
 try:  # private: TensorFlow's op that inlines a StableHLO module into XLA
     from tensorflow.compiler.tf2xla.ops import (  # type: ignore[import-untyped]
@@ -91,11 +91,10 @@ class _Update:
     """One variable's update: the custom call's target and flags, the handles of
     the tensors it updates, the gradient and the per-step scalars."""
 
-    def __init__(self, target, handles, grad, scalars, flags):
+    def __init__(self, target, handles, grad, values, flags):
         self.grad = tf.convert_to_tensor(grad)
-        flags = {"nesterov": False, **flags}  # every handler takes the three flags
         self.key = (target, self.grad.dtype, tuple(sorted(flags.items())))
-        self.handles, self.scalars = handles, scalars
+        self.handles, self.scalars = handles, values
 
 
 _QUEUE = groups.UpdateQueue()
@@ -146,46 +145,11 @@ def _emit(group):
                      for (h, shape), r in zip(targets, results)])
 
 
-def _update(target, handles, grad, scalars, **flags):
-    """Queues the update in an open `batch`, else emits it. Returns an op to
-    depend on (a no-op when queued: the batch emits the update)."""
-    emitted = _QUEUE.submit(_Update(target, handles, grad, scalars, flags), _emit)
+def apply(update):
+    """Queues `update` (a `kernels.Update` of resource handles) in an open
+    `batch`, else emits its custom call. Returns an op to depend on (a no-op
+    when queued: the batch emits the update)."""
+    queued = _Update(scalars.target(update), (update.variable, *update.slots), update.grad,
+                     scalars.pack(update), scalars.flags(update))
+    emitted = _QUEUE.submit(queued, _emit)
     return tf.no_op() if emitted is None else emitted
-
-
-def _decay_scalars(decay):
-    """`(c_sign, c_linear)` with 0 for an absent term, and the handler's flags."""
-    c_sign, c_linear = decay
-    return ([0.0 if c_sign is None else c_sign, 0.0 if c_linear is None else c_linear],
-            {"decay_sign": c_sign is not None, "decay_linear": c_linear is not None})
-
-
-def adamw(var, m, v, vhat, grad, lr, bias_correction, decay, beta_1, beta_2, epsilon):
-    """AdamW on one variable, one custom call (amsgrad when `vhat` is a handle);
-    the signature and update of `tf_kernels.adamw`."""
-    decay_scalars, flags = _decay_scalars(decay)
-    scalars = [-(lr * bias_correction), beta_1, 1.0 - beta_1, beta_2, 1.0 - beta_2,
-               epsilon] + decay_scalars
-    if vhat is None:
-        return _update("keras_adamw_adamw", [var, m, v], grad, scalars, **flags)
-    return _update("keras_adamw_amsgrad", [var, m, v, vhat], grad, scalars, **flags)
-
-
-def nadamw(var, m, v, grad, lr, coefficients, decay, beta_1, beta_2, epsilon):
-    """NadamW on one variable, one custom call; the signature and update of
-    `tf_kernels.nadamw`."""
-    decay_scalars, flags = _decay_scalars(decay)
-    scalars = ([-lr, beta_1, 1.0 - beta_1, beta_2, 1.0 - beta_2, epsilon] + decay_scalars
-               + [coefficients[k] for k in ("grad_weight", "momentum_weight",
-                                            "v_correction")])
-    return _update("keras_adamw_nadamw", [var, m, v], grad, scalars, **flags)
-
-
-def sgdw(var, velocity, grad, lr, momentum, decay, nesterov):
-    """SGDW on one variable, one custom call, Keras momentum convention; the
-    signature and update of `tf_kernels.sgdw`."""
-    decay_scalars, flags = _decay_scalars(decay)
-    if velocity is None:
-        return _update("keras_adamw_sgdw", [var], grad, [lr, 0.0] + decay_scalars, **flags)
-    return _update("keras_adamw_momentum", [var, velocity], grad,
-                   [lr, momentum] + decay_scalars, nesterov=bool(nesterov), **flags)

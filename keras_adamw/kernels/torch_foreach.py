@@ -1,7 +1,7 @@
 """Multi-tensor update of the Keras 3 optimizers on the torch backend.
 
-`KerasAdamWMixin._run_update_steps` calls `update` once per applied update,
-after `_prepare_step` computed the per-step scalars. The numbers are those of
+`kernels.keras3.run_step` calls `update` once per applied update, after the
+adapter computed the per-step scalars (`core.step.Step`). The numbers are those of
 DESIGN.md section 4 (the `update_step` of each optimizer); only the kernels
 differ: torch's fused multi-tensor kernels (`torch._fused_adamw_`,
 `torch._fused_sgd_`) and `torch._foreach_*` ops, one call per group of
@@ -50,12 +50,8 @@ KERNELS_AVAILABLE = hasattr(torch, "_fused_adamw_") and hasattr(torch, "_fused_s
 # small tensors cost a fork/join each, and a timeslice each when the cores are
 # oversubscribed. torch's elementwise ops use this grain size (at::GRAIN_SIZE).
 CPU_GRAIN_SIZE = 32768
-# Per-step scalars (keys of `_prepare_step`'s dict) each kind reads.
-STEP_SCALARS = {
-    "adamw": ("eta", "lr", "alpha"),
-    "nadamw": ("eta", "lr", "grad_weight", "momentum_weight", "v_correction"),
-    "sgdw": ("eta", "lr"),
-}
+# The slots of `optimizer._slots(index)`, named, by kind.
+SLOT_NAMES = {"adamw": ("m", "v", "vhat"), "nadamw": ("m", "v"), "sgdw": ("velocity",)}
 # Plans per optimizer, one per distinct list of variables (None gradients are
 # filtered by Keras, so a step may update a subset); weak so that the optimizer
 # owns nothing new and pickles/serialises as before.
@@ -106,13 +102,13 @@ def update(optimizer, grads, variables, step):
             or "sgdw"), built.
         grads: dense gradients (torch tensors or arrays), one per variable.
         variables: the Keras variables to update.
-        step: per-step scalars of `_prepare_step` (0-d float32 tensors).
+        step: the `core.step.Step` of this update (0-d float32 tensors).
     """
     if not variables:
         return
     plan = _plan(optimizer, variables)
     with torch.no_grad():
-        scalars = host_scalars(step, STEP_SCALARS[optimizer._kind])
+        scalars = host_scalars(step_values(optimizer._kind, step))
         grads = [as_gradient(g, p) for g, p in zip(grads, plan.params)]
         with single_threaded(bool(plan.small_groups)):
             run_groups(optimizer, plan.small_groups, grads, scalars)
@@ -149,13 +145,25 @@ def single_threaded(active=True):
         torch.set_num_threads(previous)
 
 
-def host_scalars(step, names):
+def step_values(kind, step):
+    """`{name: 0-d tensor}` of the `core.step.Step` scalars the kind reads:
+    `eta`, `lr`, and `alpha = lr bias_correction` (AdamW) or Nadam's
+    coefficients, computed on the device in float32 like the other paths."""
+    values = {"eta": step.eta, "lr": step.lr}
+    if kind == "adamw":
+        values["alpha"] = step.lr * step.bias_correction
+    if kind == "nadamw":
+        values.update(step.nadam._asdict())
+    return values
+
+
+def host_scalars(step_scalars):
     """`{name: float}` of the per-step scalars, in one device-to-host transfer.
 
     The fused kernels take their coefficients as Python floats; gathering the
     few scalars of a step first costs one sync instead of one per group.
     """
-    values = [step[name] for name in names]
+    names, values = list(step_scalars), list(step_scalars.values())
     device = next((v.device for v in values if isinstance(v, torch.Tensor)), "cpu")
     stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
                            for v in values])
@@ -219,15 +227,8 @@ def build_plan(optimizer, variables):
 
 def slot_tensors(optimizer, index):
     """`{slot name: tensor}` of the variable at `index`, for this optimizer kind."""
-    if optimizer._kind == "sgdw":
-        if optimizer.momentum == 0:
-            return {}
-        return {"velocity": optimizer.momentums[index].value}
-    slots = {"m": optimizer._momentums[index].value,
-             "v": optimizer._velocities[index].value}
-    if optimizer._kind == "adamw" and optimizer.amsgrad:
-        slots["vhat"] = optimizer._velocity_hats[index].value
-    return slots
+    return {name: slot.value for name, slot in zip(SLOT_NAMES[optimizer._kind],
+                                                   optimizer._slots(index))}
 
 
 def fusable(param, slots):
