@@ -1,7 +1,7 @@
 // The element-wise updates of keras_adamw, one read and one write of every
 // tensor, shared by the TensorFlow ops (update_ops.cc) and the XLA custom calls
 // (xla_calls.cc). Per element, with the per-step scalars computed once per step
-// in Python (keras_adamw/core/rules.py, DESIGN.md section 4):
+// in Python (keras_adamw/core/rules.py, docs/pages/algorithms.md):
 //
 //   AdamW:   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //            (amsgrad: vhat = max(vhat, v), used below)
@@ -13,11 +13,11 @@
 //            (nesterov: + mu velocity - lr g; no velocity: - lr g)
 //
 // with decay(theta) = c_sign sign(theta) + c_linear theta from theta before the
-// update. The arithmetic is in the order of keras_adamw.tf_kernels (the XLA
-// version of the same updates), so both round alike.
+// update. The arithmetic is in the order of keras_adamw.kernels.tf_compiled
+// (the XLA version of the same updates), so both round alike.
 
-#ifndef KERAS_ADAMW_NATIVE_UPDATE_KERNELS_H_
-#define KERAS_ADAMW_NATIVE_UPDATE_KERNELS_H_
+#ifndef KERAS_ADAMW_KERNELS_UPDATE_KERNELS_H_
+#define KERAS_ADAMW_KERNELS_UPDATE_KERNELS_H_
 
 #include <cmath>
 #include <cstdint>
@@ -43,7 +43,7 @@ inline T Sign(T x) {
   return T(x > T(0)) - T(x < T(0));
 }
 
-// theta + delta - (c_sign sign(theta) + c_linear theta), summed as tf_kernels.
+// theta + delta - (c_sign sign(theta) + c_linear theta), summed as tf_compiled.
 template <typename T, bool kSign, bool kLinear>
 inline T Decayed(T theta, T delta, T c_sign, T c_linear) {
   if (kSign && kLinear) return theta + delta - (c_sign * Sign(theta) + c_linear * theta);
@@ -63,7 +63,8 @@ void WithDecayFlags(bool sign, bool linear, F f) {
   f(No{}, No{});
 }
 
-// Per-step scalars, in the variable's dtype, in the order the callers pass them.
+// Per-step scalars, in the variable's dtype, in the order the callers pass them:
+// the order of keras_adamw/kernels/scalars.py LAYOUTS; a test checks it.
 template <typename T>
 struct AdamWScalars {
   static constexpr int kCount = 8;
@@ -194,4 +195,4 @@ void SgdW(const ParallelFor& parallel, T* theta, T* velocity, const T* g, int64_
 
 }  // namespace keras_adamw
 
-#endif  // KERAS_ADAMW_NATIVE_UPDATE_KERNELS_H_
+#endif  // KERAS_ADAMW_KERNELS_UPDATE_KERNELS_H_

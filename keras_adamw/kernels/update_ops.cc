@@ -8,7 +8,7 @@
 // KerasAdamwApplySgdw update resource variables in place, locked in address
 // order, copy-on-write as TensorFlow's own training ops.
 //
-// Built at first use by keras_adamw/native/__init__.py against the installed
+// Built at first use by keras_adamw/kernels/tf_native.py against the installed
 // TensorFlow; CPU only, float32 and float64.
 
 #include <algorithm>
@@ -38,20 +38,25 @@ Status ScalarShape(shape_inference::InferenceContext* c) {
   return OkStatus();
 }
 
+// The scalar inputs AdamW and NadamW share, in the order of AdamWScalars
+// (update_kernels.h): written once, so the two ops cannot drift apart.
+#define KERAS_ADAMW_ADAMW_SCALAR_INPUTS \
+  .Input("neg_step: T")                 \
+  .Input("beta_1: T")                   \
+  .Input("one_minus_beta_1: T")         \
+  .Input("beta_2: T")                   \
+  .Input("one_minus_beta_2: T")         \
+  .Input("epsilon: T")                  \
+  .Input("c_sign: T")                   \
+  .Input("c_linear: T")
+
 REGISTER_OP("KerasAdamwApplyAdamw")
     .Input("var: resource")
     .Input("m: resource")
     .Input("v: resource")
     .Input("vhat: num_vhat * resource")
     .Input("grad: T")
-    .Input("neg_step: T")
-    .Input("beta_1: T")
-    .Input("one_minus_beta_1: T")
-    .Input("beta_2: T")
-    .Input("one_minus_beta_2: T")
-    .Input("epsilon: T")
-    .Input("c_sign: T")
-    .Input("c_linear: T")
+    KERAS_ADAMW_ADAMW_SCALAR_INPUTS
     .Attr("T: {float, double}")
     .Attr("num_vhat: int >= 0 = 0")
     .Attr("decay_sign: bool = false")
@@ -64,14 +69,7 @@ REGISTER_OP("KerasAdamwApplyNadamw")
     .Input("m: resource")
     .Input("v: resource")
     .Input("grad: T")
-    .Input("neg_step: T")
-    .Input("beta_1: T")
-    .Input("one_minus_beta_1: T")
-    .Input("beta_2: T")
-    .Input("one_minus_beta_2: T")
-    .Input("epsilon: T")
-    .Input("c_sign: T")
-    .Input("c_linear: T")
+    KERAS_ADAMW_ADAMW_SCALAR_INPUTS
     .Input("grad_weight: T")
     .Input("momentum_weight: T")
     .Input("v_correction: T")
@@ -80,6 +78,8 @@ REGISTER_OP("KerasAdamwApplyNadamw")
     .Attr("decay_linear: bool = false")
     .SetShapeFn(ScalarShape)
     .Doc("NadamW (Dozat's schedule) and decoupled decay in one pass.");
+
+#undef KERAS_ADAMW_ADAMW_SCALAR_INPUTS
 
 REGISTER_OP("KerasAdamwApplySgdw")
     .Input("var: resource")

@@ -1,12 +1,12 @@
 // XLA custom calls for keras_adamw (CPU): the updates of update_kernels.h inside
 // a `jit_compile=True` TensorFlow function, and on JAX (built with
-// -DKERAS_ADAMW_JAX against jaxlib's headers: keras_adamw/jax_kernels.py).
+// -DKERAS_ADAMW_JAX against jaxlib's headers: keras_adamw/kernels/jax_calls.py).
 //
 // XLA compiles an update into element-wise loops, one per updated tensor (the
 // second reading what the first wrote): 24 instead of 20 bytes per float32
 // parameter for momentum SGD, 44 instead of 28 for Nadam, and it cannot fuse
 // them on the CPU. These handlers do the whole update in one pass, in place:
-// keras_adamw/native/xla_calls.py emits them through TensorFlow's XlaCallModule
+// keras_adamw/kernels/tf_xla_calls.py emits them through TensorFlow's XlaCallModule
 // with every updated tensor aliased to its output, registered with the XLA FFI
 // of the TensorFlow that loads this library ("Host" platform); on JAX they are
 // exported as C symbols and registered from Python.
@@ -118,29 +118,17 @@ ffi::Error Invalid(const std::string& message) {
 
 // The per-variable kernels of update_kernels.h, by rule: `kUpdated` tensors
 // (variable, then slots) and `Scalars::kCount` scalars per variable.
+template <bool kAmsgrad>
 struct AdamWRule {
-  static constexpr int kUpdated = 3;
-  static constexpr const char* kNames[] = {"var", "m", "v"};
-  template <typename T>
-  using Scalars = AdamWScalars<T>;
-  template <typename T>
-  static void Apply(const ParallelFor& run, T* const* t, const T* g, int64_t size,
-                    const T* s, const Flags& flags) {
-    AdamW<T>(run, t[0], t[1], t[2], nullptr, g, size, Scalars<T>::From(s), flags.sign,
-             flags.linear);
-  }
-};
-
-struct AmsgradRule {
-  static constexpr int kUpdated = 4;
+  static constexpr int kUpdated = kAmsgrad ? 4 : 3;
   static constexpr const char* kNames[] = {"var", "m", "v", "vhat"};
   template <typename T>
   using Scalars = AdamWScalars<T>;
   template <typename T>
   static void Apply(const ParallelFor& run, T* const* t, const T* g, int64_t size,
                     const T* s, const Flags& flags) {
-    AdamW<T>(run, t[0], t[1], t[2], t[3], g, size, Scalars<T>::From(s), flags.sign,
-             flags.linear);
+    AdamW<T>(run, t[0], t[1], t[2], kAmsgrad ? t[3] : nullptr, g, size, Scalars<T>::From(s),
+             flags.sign, flags.linear);
   }
 };
 
@@ -192,6 +180,46 @@ ffi::Error CheckVariable(const ffi::AnyBuffer* tensors, const char* const* names
   return ffi::Error::Success();
 }
 
+// Checks variable `k` of a call (see GroupCall) and passes the ranges of its
+// update to `record`, to run with the other variables'.
+template <typename Rule>
+ffi::Error RecordVariable(const ffi::RemainingArgs& args, const ffi::RemainingRets& rets,
+                          size_t k, const ffi::AnyBuffer& scalars, const Flags& flags,
+                          const ParallelFor& record) {
+  constexpr int kPerVariable = Rule::kUpdated + 1;
+  constexpr int kCount = Rule::template Scalars<float>::kCount;
+  const ffi::DataType dtype = scalars.element_type();
+  std::vector<ffi::AnyBuffer> tensors;
+  void* outputs[Rule::kUpdated];
+  for (int i = 0; i < Rule::kUpdated; ++i) {
+    auto operand = Operand(args, k * kPerVariable + i);
+    auto result = rets.get<ffi::AnyBuffer>(k * Rule::kUpdated + i);
+    if (operand.has_error()) return operand.error();
+    if (result.has_error()) return result.error();
+    tensors.push_back(*operand);
+    outputs[i] = (*result)->untyped_data();
+    if (outputs[i] != operand->untyped_data()) {
+      // XLA aliases each result to its operand; should it not, start from the input.
+      std::memcpy(outputs[i], operand->untyped_data(), operand->size_bytes());
+    }
+  }
+  auto grad = Operand(args, k * kPerVariable + Rule::kUpdated);
+  if (grad.has_error()) return grad.error();
+  if (auto error = CheckVariable(tensors.data(), Rule::kNames, Rule::kUpdated, *grad, dtype, k);
+      error.failure()) {
+    return error;
+  }
+  WithDtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* updated[Rule::kUpdated];
+    for (int i = 0; i < Rule::kUpdated; ++i) updated[i] = static_cast<T*>(outputs[i]);
+    Rule::template Apply<T>(record, updated, static_cast<const T*>(grad->untyped_data()),
+                            grad->element_count(),
+                            static_cast<const T*>(scalars.untyped_data()) + k * kCount, flags);
+  });
+  return ffi::Error::Success();
+}
+
 // One call updates many variables: operands are, per variable, its `kUpdated`
 // tensors then its gradient, and last the scalars `[variables, kCount]`;
 // results are the updated tensors in operand order, each aliased to its
@@ -223,35 +251,10 @@ ffi::Error GroupCall(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remaini
   };
   const Flags flags = {decay_sign, decay_linear, nesterov};
   for (size_t k = 0; k < variables; ++k) {
-    std::vector<ffi::AnyBuffer> tensors;
-    void* outputs[Rule::kUpdated];
-    for (int i = 0; i < Rule::kUpdated; ++i) {
-      auto operand = Operand(args, k * kPerVariable + i);
-      auto result = rets.get<ffi::AnyBuffer>(k * Rule::kUpdated + i);
-      if (operand.has_error()) return operand.error();
-      if (result.has_error()) return result.error();
-      tensors.push_back(*operand);
-      outputs[i] = (*result)->untyped_data();
-      if (outputs[i] != operand->untyped_data()) {
-        // XLA aliases each result to its operand; should it not, start from the input.
-        std::memcpy(outputs[i], operand->untyped_data(), operand->size_bytes());
-      }
-    }
-    auto grad = Operand(args, k * kPerVariable + Rule::kUpdated);
-    if (grad.has_error()) return grad.error();
-    if (auto error = CheckVariable(tensors.data(), Rule::kNames, Rule::kUpdated, *grad, dtype, k);
+    if (auto error = RecordVariable<Rule>(args, rets, k, *scalars, flags, record);
         error.failure()) {
       return error;
     }
-    WithDtype(dtype, [&](auto zero) {
-      using T = decltype(zero);
-      T* updated[Rule::kUpdated];
-      for (int i = 0; i < Rule::kUpdated; ++i) updated[i] = static_cast<T*>(outputs[i]);
-      Rule::template Apply<T>(record, updated, static_cast<const T*>(grad->untyped_data()),
-                              grad->element_count(),
-                              static_cast<const T*>(scalars->untyped_data()) + k * kCount,
-                              flags);
-    });
   }
   RunJobs(&pool, jobs);
   return ffi::Error::Success();
@@ -268,15 +271,15 @@ ffi::Error GroupCall(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remaini
                              .Attr<bool>("decay_sign")                            \
                              .Attr<bool>("decay_linear")                          \
                              .Attr<bool>("nesterov"))
-KERAS_ADAMW_HANDLER(kAdamW, AdamWRule);
-KERAS_ADAMW_HANDLER(kAmsgrad, AmsgradRule);
+KERAS_ADAMW_HANDLER(kAdamW, AdamWRule<false>);
+KERAS_ADAMW_HANDLER(kAmsgrad, AdamWRule<true>);
 KERAS_ADAMW_HANDLER(kNadamW, NadamWRule);
 KERAS_ADAMW_HANDLER(kSgdW, SgdWRule<false>);
 KERAS_ADAMW_HANDLER(kMomentum, SgdWRule<true>);
 #undef KERAS_ADAMW_HANDLER
 
 #ifdef KERAS_ADAMW_JAX
-// For JAX: the handlers as C symbols, registered by keras_adamw/native/jax_calls.py.
+// For JAX: the handlers as C symbols, registered by keras_adamw/kernels/jax_calls.py.
 extern "C" {
 XLA_FFI_Handler* KerasAdamwAdamW() { return kAdamW; }
 XLA_FFI_Handler* KerasAdamwAmsgrad() { return kAmsgrad; }
@@ -285,7 +288,7 @@ XLA_FFI_Handler* KerasAdamwSgdW() { return kSgdW; }
 XLA_FFI_Handler* KerasAdamwMomentum() { return kMomentum; }
 }
 #else
-// Names used by keras_adamw/native/xla_calls.py.
+// Names used by keras_adamw/kernels/tf_xla_calls.py.
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_adamw", "Host", kAdamW);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_amsgrad", "Host", kAmsgrad);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), "keras_adamw_nadamw", "Host", kNadamW);
