@@ -87,11 +87,11 @@ class OptimizerAdapter:
             self._regularizers.zero_model_penalties(model)
         self.weight_decay = self._settings.weight_decay
 
-    def _report_rules(self, paths, resolved):
+    def _report_rules(self, name, paths, resolved):
         """`init_verbose`: the per-variable table, once, when anything is per variable."""
         s = self._settings
         if s.init_verbose and (s.lr_multipliers or s.weight_decays or s.layerwise_lr_decay):
-            print(f"{self.name}: per-variable settings\n"
+            print(f"{name}: per-variable settings\n"
                   + matching.format_table(paths, resolved, s))
 
     # ---- per step ---------------------------------------------------------------
@@ -126,9 +126,12 @@ class OptimizerAdapter:
 
     def _keras_adamw_config(self):
         """The keras-adamw part of `get_config`: settings, own arguments."""
-        own = {name: getattr(self, name) for name in self._OWN_CONFIG}
+        own = {name: self._config_value(name) for name in self._OWN_CONFIG}
         return {**own, **settings_config(self._settings, self._serialize),
                 "zero_penalties": self.zero_penalties}
+
+    def _config_value(self, name):
+        return getattr(self, name)
 
     @classmethod
     def _decoded_config(cls, config, custom_objects):

@@ -14,7 +14,7 @@ convention: rate 0 keeps the learning rate, rate 1 freezes).
 """
 import re
 
-from keras_adamw.core import config, matching
+from keras_adamw.core import checks, matching
 
 # ELECTRA's keys (model/optimization.py `_get_layer_lrs`).
 ELECTRA_EMBEDDINGS = ("/embeddings/", "/embeddings_project/")
@@ -23,7 +23,7 @@ ELECTRA_HEAD = ("task_specific/",)
 
 
 def _patterns(name, value):
-    return config.check_patterns(name, value)
+    return checks.check_patterns(name, value)
 
 
 def layerwise_lr_decay(decay, n_layers, embeddings=ELECTRA_EMBEDDINGS, layer=ELECTRA_LAYER,
@@ -46,10 +46,10 @@ def layerwise_lr_decay(decay, n_layers, embeddings=ELECTRA_EMBEDDINGS, layer=ELE
         `{pattern: decay_rate}` in depth order, e.g. for `decay=0.9`,
         `n_layers=8`: `{"/embeddings/": 0.6513215599, ...}` (`1 - 0.9**10`).
     """
-    decay = config.check_number("decay", decay, low=0, high=1, low_open=True)
-    n_layers = config.check_count("n_layers", n_layers)
+    decay = checks.check_number("decay", decay, low=0, high=1, low_open=True)
+    n_layers = checks.check_count("n_layers", n_layers)
     if not isinstance(layer, str) or "{i}" not in layer:
-        raise config.argument_error("layer", layer, "a pattern with `{i}`, e.g. "
+        raise checks.argument_error("layer", layer, "a pattern with `{i}`, e.g. "
                                     "'encoder/layer_{i}/'", error=TypeError)
     depths = {pattern: 0 for pattern in _patterns("embeddings", embeddings)}
     for i in range(n_layers):
@@ -82,10 +82,10 @@ def layerwise_lr_decay_from_model(model, decay):
     Returns:
         `{exact-path regex: decay_rate}` for every trainable variable.
     """
-    decay = config.check_number("decay", decay, low=0, high=1, low_open=True)
+    decay = checks.check_number("decay", decay, low=0, high=1, low_open=True)
     layers = getattr(model, "layers", None)
     if layers is None:
-        raise config.argument_error("model", model, "a Keras model with `layers`",
+        raise checks.argument_error("model", model, "a Keras model with `layers`",
                                     error=TypeError)
     owners = [layer for layer in layers if layer.trainable_variables]
     rates = {}

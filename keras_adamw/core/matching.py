@@ -179,7 +179,7 @@ def resolve_rules(paths, settings):
 
     Args:
         paths: variable paths (`"dense_1/kernel"`), in the optimizer's order.
-        settings: a `core.config.Settings`.
+        settings: a `core.settings.Settings`.
 
     Returns:
         A tuple of `VariableRule`, aligned with `paths`.

@@ -8,7 +8,7 @@ schedule (`eta = eta_max`); the adapters call `warn_rounded_decays`.
 """
 import warnings
 
-from keras_adamw.core import config, rules
+from keras_adamw.core import checks, rules
 
 # Machine epsilon (spacing of floats at 1.0) per floating dtype name.
 EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7, "float32": 2.0 ** -23,
@@ -106,7 +106,7 @@ def check_moment_decays(decays, dtypes):
     for dtype in dtypes:
         for name, value in decays.items():
             if rounds_to_one(value, dtype):
-                raise config.argument_error(
+                raise checks.argument_error(
                     name, value, f"below 1 in {dtype}, the dtype of the variables to "
                     f"update (it rounds to 1.0 there: the moment would never update and "
                     f"the steps explode)", fix=f"Keep float32 variables (a 'mixed_float16' "

@@ -5,7 +5,7 @@ optimizer variables and call these once per applied update.
 """
 import math
 
-from keras_adamw.core import config
+from keras_adamw.core import checks
 
 
 def cosine_eta(t_cur, total_iterations, eta_min, eta_max, xp=math):
@@ -89,10 +89,10 @@ class WarmUpBase:
     def __init__(self, schedule, warmup_steps, initial=0.0, name="WarmUp"):
         super().__init__()
         if not callable(schedule):
-            schedule = config.check_number("schedule", schedule, low=0)
+            schedule = checks.check_number("schedule", schedule, low=0)
         self.schedule = schedule
-        self.warmup_steps = config.check_count("warmup_steps", warmup_steps)
-        self.initial = config.check_number("initial", initial, low=0)
+        self.warmup_steps = checks.check_count("warmup_steps", warmup_steps)
+        self.initial = checks.check_number("initial", initial, low=0)
         self.name = name
 
     def _target(self, step):

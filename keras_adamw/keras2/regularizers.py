@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from keras_adamw.core import matching
-from keras_adamw.core.config import shortest_decimal
+from keras_adamw.core.checks import shortest_decimal
 from keras_adamw.keras2.framework import keras2
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.

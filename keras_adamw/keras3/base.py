@@ -44,7 +44,7 @@ class Keras3Adapter(OptimizerAdapter):
     """Decoupled weight decay, warm restarts and lr multipliers for Keras 3.
 
     Placed after the front and before a Keras optimizer in the bases. The
-    optimizer implements `_slots(index)` and `update_step` (the reference path
+    optimizer implements `_slot_variables(index)` and `update_step` (the reference path
     plus one `_kernel_update` call).
     """
 
@@ -109,7 +109,7 @@ class Keras3Adapter(OptimizerAdapter):
         self._rules = matching.resolve_rules(paths, self._settings)
         precision.warn_rounded_decays(paths, dtypes, self._rules, self._settings.eta_max,
                                       self._constant_learning_rate())
-        self._report_rules(paths, self._rules)
+        self._report_rules(self.name, paths, self._rules)
 
     def _constant_learning_rate(self):
         """The learning rate as a float; None for a schedule or a callable."""
@@ -160,7 +160,7 @@ class Keras3Adapter(OptimizerAdapter):
                 self._step, key[0], lambda x: ops.cast(x, variable.dtype))
         return kernels.dense_gradient(gradient, variable.dtype), self._scalars_cache[key], index
 
-    def _hyper(self):
+    def _kernel_hyper(self):
         if self._kind == "sgdw":
             return Hyper(momentum=self.momentum, nesterov=self.nesterov)
         betas = self._kernel_betas() if self._kind == "adamw" else (self.beta_1, self.beta_2)
@@ -174,7 +174,7 @@ class Keras3Adapter(OptimizerAdapter):
         choice = self._kernel_paths[index]
         if choice is None:
             return False
-        update = Update(self._kind, variable, self._slots(index), grad, scalars, self._hyper())
+        update = Update(self._kind, variable, self._slot_variables(index), grad, scalars, self._kernel_hyper())
         return kernels.apply(self, choice, update)
 
     def _assign_decayed(self, variable, theta, delta, scalars):

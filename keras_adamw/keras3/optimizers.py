@@ -25,7 +25,7 @@ class AdamW(AdamWFront, Keras3Adapter, keras.optimizers.Adam):
     __doc__ = document(AdamWFront, WORDS, ATTRIBUTES)
     _FRAMEWORK_HYPERS = ("beta_1", "beta_2", "epsilon", "amsgrad")
 
-    def _slots(self, index):
+    def _slot_variables(self, index):
         slots = (self._momentums[index], self._velocities[index])
         return slots + (self._velocity_hats[index],) if self.amsgrad else slots
 
@@ -33,7 +33,7 @@ class AdamW(AdamWFront, Keras3Adapter, keras.optimizers.Adam):
         grad, s, index = self._variable_context(gradient, variable)
         if self._kernel_update(index, variable, grad, s):
             return
-        m, v, *v_hat = self._slots(index)
+        m, v, *v_hat = self._slot_variables(index)
         theta, m_old, v_old = _tensors(variable, m, v)
         m_new, v_new = rules.adam_moments(m_old, v_old, grad, self.beta_1, self.beta_2)
         self.assign(m, m_new)
@@ -73,14 +73,14 @@ class NadamW(NadamWFront, Keras3Adapter, keras.optimizers.Nadam):
         self.assign(self._u_product, u_product)
         return u_product
 
-    def _slots(self, index):
+    def _slot_variables(self, index):
         return self._momentums[index], self._velocities[index]
 
     def update_step(self, gradient, variable, learning_rate):
         grad, s, index = self._variable_context(gradient, variable)
         if self._kernel_update(index, variable, grad, s):
             return
-        m, v = self._slots(index)
+        m, v = self._slot_variables(index)
         theta, m_old, v_old = _tensors(variable, m, v)
         m_new, v_new = rules.adam_moments(m_old, v_old, grad, self.beta_1, self.beta_2)
         self.assign(m, m_new)
@@ -107,7 +107,7 @@ class SGDW(SGDWFront, Keras3Adapter, keras.optimizers.SGD):
     __doc__ = document(SGDWFront, WORDS, ATTRIBUTES)
     _FRAMEWORK_HYPERS = ("momentum", "nesterov")
 
-    def _slots(self, index):
+    def _slot_variables(self, index):
         return () if self.momentum == 0 else (self.momentums[index],)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -117,7 +117,7 @@ class SGDW(SGDWFront, Keras3Adapter, keras.optimizers.SGD):
         s = s._replace(step_size=step_size, eta_lr=step_size, bounds=None)
         if self._kernel_update(index, variable, grad, s):
             return
-        velocity = self._slots(index)
+        velocity = self._slot_variables(index)
         theta, = _tensors(variable)
         new_velocity, delta = rules.sgd_step(
             ops.convert_to_tensor(velocity[0]) if velocity else None, grad, step_size,

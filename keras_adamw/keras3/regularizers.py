@@ -7,7 +7,7 @@ import warnings
 
 import keras  # type: ignore[import-untyped]
 
-from keras_adamw.core.config import shortest_decimal
+from keras_adamw.core.checks import shortest_decimal
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
 REGULARIZED_WEIGHTS = {

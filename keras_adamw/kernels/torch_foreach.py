@@ -50,7 +50,7 @@ KERNELS_AVAILABLE = hasattr(torch, "_fused_adamw_") and hasattr(torch, "_fused_s
 # small tensors cost a fork/join each, and a timeslice each when the cores are
 # oversubscribed. torch's elementwise ops use this grain size (at::GRAIN_SIZE).
 CPU_GRAIN_SIZE = 32768
-# The slots of `optimizer._slots(index)`, named, by kind.
+# The slots of `optimizer._slot_variables(index)`, named, by kind.
 SLOT_NAMES = {"adamw": ("m", "v", "vhat"), "nadamw": ("m", "v"), "sgdw": ("velocity",)}
 # Plans per optimizer, one per distinct list of variables (None gradients are
 # filtered by Keras, so a step may update a subset); weak so that the optimizer
@@ -228,7 +228,7 @@ def build_plan(optimizer, variables):
 def slot_tensors(optimizer, index):
     """`{slot name: tensor}` of the variable at `index`, for this optimizer kind."""
     return {name: slot.value for name, slot in zip(SLOT_NAMES[optimizer._kind],
-                                                   optimizer._slots(index))}
+                                                   optimizer._slot_variables(index))}
 
 
 def fusable(param, slots):

@@ -5,7 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from keras_adamw.core import config, matching, rules, schedule
+from keras_adamw.core import checks, matching, rules, schedule
+from keras_adamw.core import settings as core_settings
 from keras_adamw.core.layerwise import layerwise_lr_decay
 
 # ELECTRA (google-research/electra, `_get_layer_lrs`), decay 0.9, 8 layers:
@@ -38,7 +39,7 @@ def test_electra_table_with_custom_patterns():
 
 
 def test_layerwise_rates_compose_with_multipliers_longest_pattern_wins():
-    settings = config.make_settings(lr_multipliers={"encoder": 2.0},
+    settings = core_settings.make_settings(lr_multipliers={"encoder": 2.0},
                                     layerwise_lr_decay={"layer_1/": 0.5, "layer_10/": 0.75})
     paths = ["encoder/layer_1/kernel", "encoder/layer_10/kernel", "head/kernel"]
     with warnings.catch_warnings():
@@ -48,22 +49,22 @@ def test_layerwise_rates_compose_with_multipliers_longest_pattern_wins():
 
 
 def test_var_dict_becomes_exact_path_regexes_and_is_saved():
-    settings = config.with_layerwise_lr_decay(
-        config.make_settings(), {"dense": 0.1}, [("dense/kernel", 0.5)], path_of=str)
+    settings = core_settings.with_layerwise_lr_decay(
+        core_settings.make_settings(), {"dense": 0.1}, [("dense/kernel", 0.5)], path_of=str)
     assert settings.layerwise_lr_decay == {"dense": 0.1, r"^dense/kernel$": 0.5}
     resolved = matching.resolve_rules(["dense/kernel", "dense/bias", "dense/kernel_2"],
                                       settings)
     assert [r.multiplier for r in resolved] == [0.5, 0.9, 0.9]
-    saved = config.settings_config(settings, serialize=None)
-    assert config.make_settings(**config.decode_config(saved, deserialize=None)) == settings
+    saved = core_settings.settings_config(settings, serialize=None)
+    assert core_settings.make_settings(**core_settings.decode_config(saved, deserialize=None)) == settings
 
 
 def test_bounds_are_checked_and_evaluated_per_iteration():
-    assert config.check_effective_lr_bounds(None) is None
-    assert config.check_effective_lr_bounds((None, None)) is None
-    assert config.check_effective_lr_bounds([1, 2]) == (1.0, 2.0)
+    assert checks.check_effective_lr_bounds(None) is None
+    assert checks.check_effective_lr_bounds((None, None)) is None
+    assert checks.check_effective_lr_bounds([1, 2]) == (1.0, 2.0)
     with pytest.raises(ValueError, match="lower <= upper"):
-        config.check_effective_lr_bounds((2, 1))
+        checks.check_effective_lr_bounds((2, 1))
     bounds = (0.1, lambda iterations: 0.1 * (iterations + 2))
     assert rules.bound_values(bounds, 3) == (0.1, pytest.approx(0.5))
     np.testing.assert_allclose(rules.clip_rate(np.array([0.0, 0.3, 1.0]), (0.1, 0.5), np),

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from keras_adamw.core import config, matching, schedule
+from keras_adamw.core import checks, matching, schedule
+from keras_adamw.core import settings as core_settings
 
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 MESSAGE = re.compile(r"Argument `.+` must be .+\. Received: .+=")
@@ -122,7 +123,7 @@ def matching_settings(draw, paths):
     for path in draw(st.lists(st.sampled_from(paths), unique=True, max_size=4)):
         key = draw(st.sampled_from([path, path + ":0"]))
         decays[key] = draw(decay_pairs)
-    return config.make_settings(
+    return core_settings.make_settings(
         total_iterations=draw(st.integers(2, 1000)), lr_multipliers=draw(multipliers),
         weight_decays=decays, weight_decay=draw(st.none() | st.floats(0.0, 1.0)),
         exclude_from_weight_decay=draw(st.lists(KEYS, max_size=3)),
@@ -144,7 +145,7 @@ def reordered(settings_, order):
         keys = list(mapping)
         return {keys[i]: mapping[keys[i]] for i in order(len(keys))}
     patterns = settings_.exclude_from_weight_decay
-    return config.make_settings(
+    return core_settings.make_settings(
         total_iterations=settings_.total_iterations,
         lr_multipliers=permute(settings_.lr_multipliers),
         weight_decays=permute(settings_.weight_decays), weight_decay=settings_.weight_decay,
@@ -179,8 +180,8 @@ def test_equally_long_keys_tie_break_ignores_key_order(paths, data):
     assume(len(pieces) >= 2)
     first, second = data.draw(st.lists(st.sampled_from(pieces), min_size=2, max_size=2,
                                        unique=True))
-    forward = config.make_settings(lr_multipliers={first: 2.0, second: 3.0})
-    backward = config.make_settings(lr_multipliers={second: 3.0, first: 2.0})
+    forward = core_settings.make_settings(lr_multipliers={first: 2.0, second: 3.0})
+    backward = core_settings.make_settings(lr_multipliers={second: 3.0, first: 2.0})
     assert resolve(paths, forward) == resolve(paths, backward)
 
 
@@ -190,7 +191,7 @@ def test_two_decay_keys_for_one_variable_later_wins_with_a_warning(paths, data):
     path = data.draw(st.sampled_from(paths))
     first = data.draw(decay_pairs)
     later = data.draw(decay_pairs.filter(lambda pair: pair != first))
-    settings_ = config.make_settings(total_iterations=100,
+    settings_ = core_settings.make_settings(total_iterations=100,
                                      weight_decays={path: first, path + ":0": later})
     with pytest.warns(UserWarning, match="both name variable"):
         rules = matching.resolve_rules(paths, settings_)
@@ -201,7 +202,7 @@ def test_two_decay_keys_for_one_variable_later_wins_with_a_warning(paths, data):
 @PROPERTY
 @given(paths_lists, multipliers)
 def test_longest_multiplier_key_wins(paths, lr_multipliers):
-    settings_ = config.make_settings(lr_multipliers=lr_multipliers)
+    settings_ = core_settings.make_settings(lr_multipliers=lr_multipliers)
     rules, _ = resolve(paths, settings_)
     forms = {key: form_in(key, paths) for key in lr_multipliers}
     for path, rule in zip(paths, rules):
@@ -251,9 +252,9 @@ def assert_refused(error, call):
 def test_settings_numbers_refused_out_of_range_accepted_in_range(argument, data):
     bad, good = NUMBER_RANGES[argument]
     value = data.draw(bad | NON_FINITE)
-    assert_refused(ValueError, lambda: config.make_settings(**{argument: value}))
+    assert_refused(ValueError, lambda: core_settings.make_settings(**{argument: value}))
     value = data.draw(good)
-    made = config.make_settings(**{argument: value})
+    made = core_settings.make_settings(**{argument: value})
     assert getattr(made, argument) == value
 
 
@@ -262,14 +263,14 @@ def test_settings_numbers_refused_out_of_range_accepted_in_range(argument, data)
        st.integers(max_value=-1), st.floats().filter(lambda x: not float(x).is_integer()),
        st.integers(0, 10**9))
 def test_counts(argument, negative, fractional, good):
-    assert_refused(ValueError, lambda: config.make_settings(**{argument: negative}))
-    assert_refused(TypeError, lambda: config.make_settings(**{argument: fractional}))
-    assert_refused(TypeError, lambda: config.make_settings(**{argument: True}))
-    assert_refused(TypeError, lambda: config.make_settings(**{argument: "10"}))
+    assert_refused(ValueError, lambda: core_settings.make_settings(**{argument: negative}))
+    assert_refused(TypeError, lambda: core_settings.make_settings(**{argument: fractional}))
+    assert_refused(TypeError, lambda: core_settings.make_settings(**{argument: True}))
+    assert_refused(TypeError, lambda: core_settings.make_settings(**{argument: "10"}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cosine/decays switched off below 2: not here
-        assert getattr(config.make_settings(**{argument: good}), argument) == good
-        assert getattr(config.make_settings(**{argument: float(good)}), argument) == good
+        assert getattr(core_settings.make_settings(**{argument: good}), argument) == good
+        assert getattr(core_settings.make_settings(**{argument: float(good)}), argument) == good
 
 
 @PROPERTY
@@ -278,30 +279,30 @@ def test_eta_min_above_eta_max_refused(a, b):
     if a == b:
         return
     low, high = sorted((a, b))
-    assert_refused(ValueError, lambda: config.make_settings(eta_min=high, eta_max=low))
-    made = config.make_settings(eta_min=low, eta_max=high)
+    assert_refused(ValueError, lambda: core_settings.make_settings(eta_min=high, eta_max=low))
+    made = core_settings.make_settings(eta_min=low, eta_max=high)
     assert (made.eta_min, made.eta_max) == (low, high)
 
 
 @PROPERTY
 @given(st.integers(max_value=-2), st.integers(-1, 10**6))
 def test_t_cur(bad, good):
-    assert_refused(ValueError, lambda: config.make_settings(t_cur=bad))
-    assert_refused(ValueError, lambda: config.make_settings(t_cur=0.5))
-    assert config.make_settings(t_cur=good).t_cur == good
+    assert_refused(ValueError, lambda: core_settings.make_settings(t_cur=bad))
+    assert_refused(ValueError, lambda: core_settings.make_settings(t_cur=0.5))
+    assert core_settings.make_settings(t_cur=good).t_cur == good
 
 
 @PROPERTY
 @given(st.floats(max_value=-1e-300) | NON_FINITE, st.floats(0.0, 1e6))
 def test_lr_multipliers_and_weight_decays(bad, good):
-    assert_refused(ValueError, lambda: config.make_settings(lr_multipliers={"dense": bad}))
-    assert_refused(ValueError, lambda: config.make_settings(
+    assert_refused(ValueError, lambda: core_settings.make_settings(lr_multipliers={"dense": bad}))
+    assert_refused(ValueError, lambda: core_settings.make_settings(
         weight_decays={"dense/kernel": (0.0, bad)}, total_iterations=10))
-    assert_refused(ValueError, lambda: config.make_settings(
+    assert_refused(ValueError, lambda: core_settings.make_settings(
         weight_decays={"dense/kernel": (bad, 0.0)}, total_iterations=10))
-    assert_refused(TypeError, lambda: config.make_settings(
+    assert_refused(TypeError, lambda: core_settings.make_settings(
         weight_decays={"dense/kernel": good}, total_iterations=10))
-    made = config.make_settings(lr_multipliers={"dense": good},
+    made = core_settings.make_settings(lr_multipliers={"dense": good},
                                 weight_decays={"dense/kernel": (good, good)},
                                 total_iterations=10)
     assert made.lr_multipliers == {"dense": good}
@@ -311,8 +312,8 @@ def test_lr_multipliers_and_weight_decays(bad, good):
 @PROPERTY
 @given(finite.filter(lambda x: not 0.0 <= x <= 1.0) | NON_FINITE, st.floats(0.0, 1.0))
 def test_layerwise_rates(bad, good):
-    assert_refused(ValueError, lambda: config.make_settings(layerwise_lr_decay={"x": bad}))
-    assert config.make_settings(layerwise_lr_decay={"x": good}).layerwise_lr_decay == {
+    assert_refused(ValueError, lambda: core_settings.make_settings(layerwise_lr_decay={"x": bad}))
+    assert core_settings.make_settings(layerwise_lr_decay={"x": good}).layerwise_lr_decay == {
         "x": good}
 
 
@@ -320,15 +321,15 @@ def test_layerwise_rates(bad, good):
 @given(finite.filter(lambda x: not 0.0 <= x < 1.0) | NON_FINITE,
        st.floats(0.0, 1.0, exclude_max=True))
 def test_betas(bad, good):
-    assert_refused(ValueError, lambda: config.check_beta("beta_1", bad))
-    assert config.check_beta("beta_1", good) == good
+    assert_refused(ValueError, lambda: checks.check_beta("beta_1", bad))
+    assert checks.check_beta("beta_1", good) == good
 
 
 @PROPERTY
 @given(st.floats(max_value=-1e-300) | NON_FINITE, st.floats(0.0, 1e3))
 def test_learning_rate(bad, good):
-    assert_refused(ValueError, lambda: config.check_learning_rate(bad))
-    assert config.check_learning_rate(good) == good
+    assert_refused(ValueError, lambda: checks.check_learning_rate(bad))
+    assert checks.check_learning_rate(good) == good
 
 
 @PROPERTY
@@ -337,12 +338,12 @@ def test_effective_lr_bounds_order(a, b):
     if a == b:
         return
     low, high = sorted((a, b))
-    assert_refused(ValueError, lambda: config.check_effective_lr_bounds((high, low)))
-    assert config.check_effective_lr_bounds((low, high)) == (low, high)
+    assert_refused(ValueError, lambda: checks.check_effective_lr_bounds((high, low)))
+    assert checks.check_effective_lr_bounds((low, high)) == (low, high)
 
 
 @PROPERTY
 @given(st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.lists(st.floats(),
                                                                           max_size=2)))
 def test_non_numbers_refused_with_type_error(value):
-    assert_refused(TypeError, lambda: config.check_number("eta_min", value, low=0))
+    assert_refused(TypeError, lambda: checks.check_number("eta_min", value, low=0))

@@ -1,11 +1,11 @@
 """Keras 3 AdamW, NadamW and SGDW on TensorFlow: a decayed variable takes one pass.
 
 A variable with a decay (every AdamW variable with amsgrad, every NadamW
-variable) is updated by the native op `keras_adamw.native` outside XLA, by
-`keras_adamw.tf_kernels` (XLA) with `native_kernels=False` (rule and decay in
+variable) is updated by the native op `keras_adamw.kernels.tf_native` outside XLA, by
+`keras_adamw.kernels.tf_compiled` (XLA) with `native_kernels=False` (rule and decay in
 one pass either way; SGDW then takes a decay pass and the fused op), one
 without by the fused `ResourceApplyAdam`; inside `jit_compile`, every variable
-by the native custom calls (`keras_adamw.native.xla_calls`). All follow the
+by the native custom calls (`keras_adamw.kernels.tf_xla_calls`). All follow the
 float64 oracle on variables and slots after 30 updates (amsgrad on/off, float32
 and float64, eager, `tf.function` and `jit_compile` steps, and an
 `IndexedSlices` gradient with repeated rows on a decayed table).
@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import BACKEND
+from kernel_spy import spy_tf_paths
 from reference import ReferenceOptimizer, densify
 
 import keras_adamw
@@ -21,7 +22,7 @@ from keras_adamw.utils import K_eval
 
 pytestmark = pytest.mark.skipif(
     BACKEND != "tensorflow",
-    reason="the compiled AdamW pass (keras_adamw.tf_kernels) is TensorFlow's")
+    reason="the compiled AdamW pass (keras_adamw.kernels.tf_compiled) is TensorFlow's")
 
 STEPS = 30
 SHAPES = {"a_kernel": (6, 5), "a_bias": (5,), "b_kernel": (5, 3), "table": (8, 3)}
@@ -117,28 +118,6 @@ def test_matches_oracle(mode, amsgrad, dtype, sparse, native_kernels):
     assert_close("lr_t", optimizer.lr_t, oracle.lr_t)
 
 
-def spy_on(monkeypatch):
-    """Shapes of the gradients given to the native, XLA and fused AdamW kernels."""
-    from keras_adamw.kernels import tf_native as native, tf_compiled as tf_kernels
-    from keras_adamw.kernels import tf_fused as tf_fast
-    from keras_adamw.kernels import tf_xla_calls as xla_calls
-
-    shapes = {"native": [], "xla_call": [], "compiled": [], "fused": []}
-
-    def spy(path, function, grad_position):
-        def wrapper(*args, **kwargs):
-            shapes[path].append(tuple(args[grad_position].shape))
-            return function(*args, **kwargs)
-        return wrapper
-
-    # (var, m, v, vhat, grad, ...) and (variable, m, v, grad, ...)
-    monkeypatch.setattr(native, "adamw", spy("native", native.adamw, 4))
-    monkeypatch.setattr(xla_calls, "adamw", spy("xla_call", xla_calls.adamw, 4))
-    monkeypatch.setattr(tf_kernels, "adamw", spy("compiled", tf_kernels.adamw, 4))
-    monkeypatch.setattr(tf_fast, "adam", spy("fused", tf_fast.adam, 3))
-    return shapes
-
-
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("mode", ["eager", "function", "jit", "native_kernels=False"])
 def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
@@ -149,7 +128,7 @@ def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
     from keras_adamw.kernels import tf_native as native
 
     assert native.library() is not None, "the native ops were not built"
-    shapes = spy_on(monkeypatch)
+    calls = spy_tf_paths(monkeypatch)
     variables = make_variables("float32")
     optimizer = keras_adamw.AdamW(amsgrad=amsgrad, **LIBRARY)
     optimizer.native_kernels = mode != "native_kernels=False"
@@ -157,11 +136,12 @@ def test_decayed_variables_take_one_pass(monkeypatch, amsgrad, mode):
     step = make_step(optimizer, variables, mode if mode in ("function", "jit") else "eager")
     step([np.ones(shape, "float32") for shape in SHAPES.values()])
     one_pass = SHAPES if amsgrad or mode == "jit" else DECAYED
-    path = {"jit": "xla_call", "native_kernels=False": "compiled"}.get(mode, "native")
+    path = {"jit": "tf_xla_call", "native_kernels=False": "tf_compiled"}.get(mode, "tf_native")
+    shapes = {name: [shape for _, shape in updates] for name, updates in calls.items()}
     assert sorted(shapes.pop(path)) == sorted(SHAPES[name] for name in one_pass)
     fused = [] if amsgrad or mode == "jit" else [SHAPES["a_bias"]]
-    assert shapes.pop("fused") == fused
-    assert shapes == {k: [] for k in shapes}
+    assert shapes.pop("tf_fused", []) == fused
+    assert not any(shapes.values()), shapes
 
 
 SGD_LIBRARY = {**LIBRARY, "learning_rate": 0.05, "momentum": 0.9}
@@ -177,17 +157,9 @@ SGD_ORACLE = {**ORACLE, "learning_rate": 0.05, "momentum": float(np.float32(0.9)
 def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels):
     """Decayed variables: the native op outside XLA, the decay pass and
     `ResourceApplyKerasMomentum` with `native_kernels=False` outside it,
-    `tf_kernels.sgdw` inside it; inside XLA with the native kernels, the custom
+    `tf_compiled` inside it; inside XLA with the native kernels, the custom
     call for every variable. All follow the oracle."""
-    from keras_adamw.kernels import tf_native as native_ops
-    from keras_adamw.kernels import tf_compiled as tf_kernels
-    from keras_adamw.kernels import tf_xla_calls as xla_calls
-
-    calls = {"native": [], "xla_call": [], "xla": []}
-    for name, module in (("native", native_ops), ("xla_call", xla_calls), ("xla", tf_kernels)):
-        original = module.sgdw
-        monkeypatch.setattr(module, "sgdw", lambda *a, calls=calls[name], original=original,
-                            **k: calls.append(1) or original(*a, **k))
+    calls = spy_tf_paths(monkeypatch)
     variables = make_variables(dtype)
     optimizer = keras_adamw.SGDW(nesterov=nesterov, **SGD_LIBRARY)
     optimizer.native_kernels = native_kernels
@@ -207,10 +179,11 @@ def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels)
     jit = mode == "jit"
     per_step = (len(SHAPES) if jit and native_kernels else len(DECAYED)) * (
         STEPS if mode == "eager" else 1)
-    path = ("xla_call" if native_kernels else "xla") if jit else \
-        "native" if native_kernels else None
-    assert {k: len(v) for k, v in calls.items()} == {
-        k: per_step if k == path else 0 for k in calls}
+    path = ("tf_xla_call" if native_kernels else "tf_compiled") if jit else \
+        "tf_native" if native_kernels else None
+    single_pass = ("tf_native", "tf_xla_call", "tf_compiled")
+    assert {k: len(calls[k]) for k in single_pass} == {
+        k: per_step if k == path else 0 for k in single_pass}
 
 
 @pytest.mark.parametrize("native_kernels", [True, False], ids=["native", "xla"])
@@ -218,7 +191,7 @@ def test_sgdw_matches_oracle(monkeypatch, mode, nesterov, dtype, native_kernels)
                                         ("jit", "float32"), ("jit", "float64")])
 def test_nadamw_matches_oracle(mode, dtype, native_kernels):
     """Every NadamW variable takes one pass: the native op or custom call, or
-    `tf_kernels.nadamw` with `native_kernels=False`."""
+    `tf_compiled` with `native_kernels=False`."""
     variables = make_variables(dtype)
     optimizer = keras_adamw.NadamW(**LIBRARY)
     optimizer.native_kernels = native_kernels
