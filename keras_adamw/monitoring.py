@@ -1,8 +1,9 @@
 """Flavour-neutral part of `LearningRateMonitor` and the plotting helper.
 
 The callbacks of both flavours (`keras_adamw.keras3.callbacks`,
-`keras_adamw.keras2.callbacks`) are this mixin on their framework's `Callback`;
-they differ only in how they read the current learning rate.
+`keras_adamw.keras2.callbacks`) are this mixin on their framework's `Callback`,
+with their `Framework` (`keras_adamw.adapter.framework`) as `_framework`: they
+differ only in how they read the current learning rate.
 """
 import numpy as np
 
@@ -15,8 +16,29 @@ STATE_KEYS = ("lr", "lr_t", "eta_t", "t_cur")
 class MonitorMixin:
     """Writes `lr`, `lr_t`, `eta_t`, `t_cur` (and per-layer effective rates) into logs.
 
-    Subclasses implement `_current_lr(optimizer)`.
+    Subclasses put it before their framework's `Callback` and set `_framework`
+    (a `keras_adamw.adapter.framework.Framework`).
     """
+
+    _framework = None
+
+    def __init__(self, per_layer=False, update_freq="batch"):
+        """Writes the optimizer's `lr`, `lr_t`, `eta_t` and `t_cur` into the logs.
+
+        Every batch (`update_freq="batch"`) and at every epoch end, so `History`,
+        `CSVLogger`, `TensorBoard` and the progress bar show them (place it before
+        a `CSVLogger` or `TensorBoard` in `callbacks=`: callbacks see the logs in
+        order). With `per_layer=True` also `eff_lr_mean/<layer>` and
+        `eff_lr_max/<layer>`: mean and max of `optimizer.effective_learning_rate`
+        over each layer's trainable variables. `history` keeps the per-batch (or
+        per-epoch) values with their `iterations`, for `plot_learning_rates`.
+
+        Args:
+            per_layer: also log the per-layer effective learning rate.
+            update_freq: `"batch"` or `"epoch"`: when to read and record.
+        """
+        super().__init__()
+        self._init_monitor(per_layer, update_freq)
 
     def _init_monitor(self, per_layer, update_freq):
         if update_freq not in UPDATE_FREQS:
@@ -57,7 +79,7 @@ class MonitorMixin:
         if sync is not None:
             sync()  # JAX: the trainer holds the state until synced
         optimizer = self.model.optimizer
-        values = {"lr": float(K_eval(self._current_lr(optimizer))),
+        values = {"lr": float(K_eval(self._framework.current_lr(optimizer))),
                   "lr_t": float(K_eval(optimizer.lr_t)),
                   "eta_t": float(K_eval(optimizer.eta_t)),
                   "t_cur": int(K_eval(optimizer.t_cur))}

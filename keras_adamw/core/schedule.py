@@ -82,11 +82,30 @@ class WarmUpBase:
     """The flavour-neutral body of `schedules.WarmUp` (both flavours).
 
     A flavour's `WarmUp` puts this before its `LearningRateSchedule` and sets
-    `_xp` (a namespace with `cast`, `maximum`, `zeros`, `where`: `keras.ops` or
-    `tf`), `_serialize` and `_deserialize` (its Keras serialisation functions).
+    `_framework` (a `keras_adamw.adapter.framework.Framework`: its `xp`, a
+    namespace with `cast`, `maximum`, `zeros`, `where`, `keras.ops` or `tf`; its
+    Keras `serialize` and `deserialize`).
     """
 
+    _framework = None
+
     def __init__(self, schedule, warmup_steps, initial=0.0, name="WarmUp"):
+        """Linear warmup into any schedule or constant (BERT / Hugging Face style).
+
+        ```
+        lr(step) = initial + (peak - initial) step / warmup_steps   for step < warmup_steps
+        lr(step) = schedule(step - warmup_steps)                      after
+        ```
+        with `peak = schedule(0)`: the wrapped schedule's decay is shifted by the
+        warmup, so it runs its full course after it.
+
+        Args:
+            schedule: a `LearningRateSchedule` of the same flavour (Keras 3, or
+                tf_keras for `keras_adamw.keras2`), a callable of the step, or a float.
+            warmup_steps: updates of the warmup, integer >= 0.
+            initial: learning rate at step 0, float >= 0.
+            name: name of the schedule.
+        """
         super().__init__()
         if not callable(schedule):
             schedule = checks.check_number("schedule", schedule, low=0)
@@ -97,10 +116,10 @@ class WarmUpBase:
 
     def _target(self, step):
         value = self.schedule(step) if callable(self.schedule) else self.schedule
-        return self._xp.cast(value, "float32")
+        return self._framework.xp.cast(value, "float32")
 
     def __call__(self, step):
-        xp = self._xp
+        xp = self._framework.xp
         step = xp.cast(step, "float32")
         after = self._target(xp.maximum(step - self.warmup_steps, 0.0))
         peak = self._target(xp.zeros((), "float32")) if self.warmup_steps else after
@@ -109,7 +128,7 @@ class WarmUpBase:
     def get_config(self):
         target = self.schedule
         if callable(target):
-            target = type(self)._serialize(target)
+            target = self._framework.serialize(target)
         return {"schedule": target, "warmup_steps": self.warmup_steps,
                 "initial": self.initial, "name": self.name}
 
@@ -117,5 +136,5 @@ class WarmUpBase:
     def from_config(cls, config_):
         config_ = dict(config_)
         if isinstance(config_["schedule"], dict):
-            config_["schedule"] = cls._deserialize(config_["schedule"])
+            config_["schedule"] = cls._framework.deserialize(config_["schedule"])
         return cls(**config_)

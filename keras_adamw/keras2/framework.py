@@ -4,11 +4,16 @@
 2.12-2.15 (what `tf.keras` is there), and the `tf_keras` package on TensorFlow
 >= 2.16 with `TF_USE_LEGACY_KERAS=1` (TensorFlow's own `tf.keras` is Keras 3
 there). One adapter serves both: `keras2` is whichever this TensorFlow uses,
-`optimizer_v2` its legacy `OptimizerV2` module, the base of our optimizers.
+`optimizer_v2` its legacy `OptimizerV2` module, the base of our optimizers;
+`FRAMEWORK` describes it for the flavour-neutral adapter (`keras_adamw.adapter`).
 """
 import importlib
 
+import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
+
+from keras_adamw.adapter.framework import Flavour, Framework
+from keras_adamw.core import matching
 
 
 def _version(text):
@@ -36,3 +41,21 @@ def _optimizer_v2(package):
 
 keras2 = _keras2_package()
 optimizer_v2 = _optimizer_v2(keras2)
+
+
+def _zero_strength():
+    """tf_keras keeps `l1`/`l2` as numpy float arrays of `floatx` (read when zeroed)."""
+    return np.zeros((), keras2.backend.floatx())
+
+
+FLAVOUR = Flavour(
+    name="Keras 2 (tf_keras)", model_name="tf_keras.Model",
+    foreign_modules=("keras",), foreign_name="Keras 3",
+    fix=("Use `from keras_adamw.keras3 import AdamW` (or `import keras_adamw` without "
+         "TF_KERAS=1), or build the model with `tf_keras` (TF_USE_LEGACY_KERAS=1)."))
+
+FRAMEWORK = Framework(
+    keras=keras2, flavour=FLAVOUR, zero_strength=_zero_strength,
+    variable_name=lambda variable: matching.normalize_name(variable.name),
+    current_lr=lambda optimizer: optimizer._decayed_lr("float32"),
+    xp=tf, deserialize=keras2.optimizers.schedules.deserialize)

@@ -23,11 +23,11 @@ from keras2_helpers import (
     make_variables,
 )
 
-from keras_adamw.kernels import tf_native as native
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
 )
+from keras_adamw.kernels import tf_native as native
 
 STEPS = 50
 CLASSES = {"adamw": AdamW, "nadamw": NadamW, "sgdw": SGDW}

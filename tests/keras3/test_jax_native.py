@@ -151,7 +151,8 @@ def test_small_variables_keep_keras_ops(monkeypatch, calls):
 
 
 def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
-    from keras_adamw.kernels import jax_calls as jax_kernels, build as native_build
+    from keras_adamw.kernels import build as native_build
+    from keras_adamw.kernels import jax_calls as jax_kernels
 
     monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
     monkeypatch.setenv("CXX", "/nonexistent/c++")
