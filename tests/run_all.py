@@ -174,7 +174,7 @@ def package_commands(workdir):
     virtualenv: imported from there, the native kernels' sources shipped, a copy of
     `example.py` run (quick sizes)."""
     shutil.copy(ROOT / "example.py", Path(workdir) / "example.py")
-    sources = sorted(p.name for p in (ROOT / "keras_adamw" / "native").glob("*.[ch]*"))
+    sources = sorted(p.name for p in (ROOT / "keras_adamw" / "kernels").glob("*.[ch]*"))
     return [
         *build_commands(workdir),
         *clean_venv_commands(workdir, "venv-tf", ["tensorflow", "plot"]),
@@ -182,7 +182,7 @@ def package_commands(workdir):
         # Built on first use, so the wheel ships the C++ sources.
         in_venv(workdir, "venv-tf", "tensorflow", *python_code([
             "import sys, pathlib, keras_adamw",
-            "native = pathlib.Path(keras_adamw.__file__).parent / 'native'",
+            "native = pathlib.Path(keras_adamw.__file__).parent / 'kernels'",
             f"sys.exit(sorted(p.name for p in native.glob('*.[ch]*')) != {sources!r})"])),
         in_venv(workdir, "venv-tf", "tensorflow", "example.py", "--epochs", "1",
                 "--iterations", "3", "--out", "example.png"),

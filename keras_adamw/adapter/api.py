@@ -45,6 +45,12 @@ def document(front, flavour_words, attributes=""):
     return front.TEMPLATE.format(shared=shared, **flavour_words) + attributes
 
 
+def adam_arguments(optimizer, beta_1, beta_2, epsilon):
+    """The checked arguments AdamW and NadamW share."""
+    return {"beta_1": check_beta("beta_1", beta_1), "beta_2": check_beta("beta_2", beta_2),
+            "epsilon": optimizer._check_epsilon(epsilon)}
+
+
 class AdamWFront:
     TEMPLATE = """Adam with decoupled weight decay, warm restarts and lr multipliers ({framework}).
 
@@ -76,10 +82,8 @@ class AdamWFront:
                  total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
                  weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
                  eta_max=1, t_cur=0, name="AdamW", **kwargs):
-        self._construct(locals(), beta_1=check_beta("beta_1", beta_1),
-                        beta_2=check_beta("beta_2", beta_2),
-                        epsilon=self._check_epsilon(epsilon),
-                        amsgrad=check_bool("amsgrad", amsgrad))
+        self._construct(locals(), amsgrad=check_bool("amsgrad", amsgrad),
+                        **adam_arguments(self, beta_1, beta_2, epsilon))
 
     def _step_coefficients(self, lr, t):
         """`(bias_correction, None)`: `sqrt(1 - b2^t) / (1 - b1^t)` from the betas
@@ -111,13 +115,11 @@ class NadamWFront:
     _kind = "nadamw"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None,
-                 schedule_decay=0.004, model=None, zero_penalties=True, total_iterations=0,
-                 total_iterations_wd=None, use_cosine_annealing=False, lr_multipliers=None,
-                 weight_decays=None, autorestart=None, init_verbose=True, eta_min=0,
-                 eta_max=1, t_cur=0, name="NadamW", **kwargs):
-        self._construct(locals(), beta_1=check_beta("beta_1", beta_1),
-                        beta_2=check_beta("beta_2", beta_2),
-                        epsilon=self._check_epsilon(epsilon),
+                 schedule_decay=0.004, model=None, zero_penalties=True,
+                 total_iterations=0, total_iterations_wd=None, use_cosine_annealing=False,
+                 lr_multipliers=None, weight_decays=None, autorestart=None,
+                 init_verbose=True, eta_min=0, eta_max=1, t_cur=0, name="NadamW", **kwargs):
+        self._construct(locals(), **adam_arguments(self, beta_1, beta_2, epsilon),
                         schedule_decay=check_number("schedule_decay", schedule_decay, low=0))
 
     def _step_coefficients(self, lr, t):

@@ -98,15 +98,20 @@ def check_bool(name, value):
 
 def check_multipliers(lr_multipliers):
     """`{pattern: multiplier}` with non-negative finite multipliers."""
-    if lr_multipliers is None:
+    return _check_number_dict("lr_multipliers", lr_multipliers,
+                              "a dict {layer name or pattern: multiplier}", high=None)
+
+
+def _check_number_dict(name, values, requirement, high):
+    """`{non-empty string: number in [0, high]}`; None is `{}`."""
+    if values is None:
         return {}
-    if not isinstance(lr_multipliers, Mapping):
-        raise argument_error("lr_multipliers", lr_multipliers,
-                             "a dict {layer name or pattern: multiplier}", error=TypeError)
+    if not isinstance(values, Mapping):
+        raise argument_error(name, values, requirement, error=TypeError)
     checked = {}
-    for key, value in lr_multipliers.items():
-        _check_key("lr_multipliers", key)
-        checked[key] = check_number(f"lr_multipliers[{key!r}]", value, low=0)
+    for key, value in values.items():
+        _check_key(name, key)
+        checked[key] = check_number(f"{name}[{key!r}]", value, low=0, high=high)
     return checked
 
 
@@ -152,16 +157,8 @@ def check_patterns(name, patterns):
 
 def check_layerwise_lr_decay(rates, name="layerwise_lr_decay"):
     """`{pattern: decay_rate}` with rates in [0, 1] (0: unchanged, 1: frozen)."""
-    if rates is None:
-        return {}
-    if not isinstance(rates, Mapping):
-        raise argument_error(name, rates, "a dict {variable path pattern: decay rate}",
-                             error=TypeError)
-    checked = {}
-    for key, value in rates.items():
-        _check_key(name, key)
-        checked[key] = check_number(f"{name}[{key!r}]", value, low=0, high=1)
-    return checked
+    return _check_number_dict(name, rates, "a dict {variable path pattern: decay rate}",
+                              high=1)
 
 
 def check_effective_lr_bounds(bounds):

@@ -75,26 +75,26 @@ class KernelPath(NamedTuple):
     module: str
 
 
-PATHS = (
-    KernelPath("reference", "any", "both", "bounds on (`effective_lr_bounds`), float16 or "
-               "bfloat16 on TensorFlow, the fallback of every path; per-element bounds",
-               "the optimizer's `update_step` (Keras 3) / `_apply_rule` (tf_keras)"),
-    KernelPath("tf_fused", "tensorflow", "both", "AdamW without amsgrad and SGDW, no decay "
-               "(else after an in-place decay pass where nothing below runs)",
-               "keras_adamw.kernels.tf_fused"),
-    KernelPath("tf_native", "tensorflow", "both", "CPU float32/float64 outside XLA: decayed "
-               "AdamW/SGDW, amsgrad, every NadamW", "keras_adamw.kernels.tf_native"),
-    KernelPath("tf_xla_call", "tensorflow", "both", "CPU float32/float64 inside "
-               "`jit_compile`: every variable, one call per group",
-               "keras_adamw.kernels.tf_xla_calls"),
-    KernelPath("tf_compiled", "tensorflow", "both", "where the native kernels do not run "
-               "(GPU, native off): what they would take; tf_keras from `xla_min_size`",
-               "keras_adamw.kernels.tf_compiled"),
-    KernelPath("jax_call", "jax", "keras3", "CPU float32/float64 of at least 2^16 elements, "
-               "one call per group", "keras_adamw.kernels.jax_calls"),
-    KernelPath("torch_foreach", "torch", "keras3", "every variable of a fused dtype on "
-               "CPU/CUDA, one kernel sequence per group", "keras_adamw.kernels.torch_foreach"),
-)
+# name | backend | flavours | where it runs | module
+_TABLE = """
+reference | any | both | bounds on (`effective_lr_bounds`, per element), float16 or \
+bfloat16 AdamW/NadamW on TensorFlow, the fallback of every path | the optimizer's \
+`update_step` (Keras 3) / `_apply_rule` (tf_keras)
+tf_fused | tensorflow | both | AdamW without amsgrad and SGDW, no decay (or after an \
+in-place decay pass where nothing below runs) | keras_adamw.kernels.tf_fused
+tf_native | tensorflow | both | CPU float32/float64 outside XLA: decayed AdamW and SGDW, \
+amsgrad, every NadamW | keras_adamw.kernels.tf_native
+tf_xla_call | tensorflow | both | CPU float32/float64 inside `jit_compile`: every \
+variable, one call per group | keras_adamw.kernels.tf_xla_calls
+tf_compiled | tensorflow | both | where the native kernels do not run (GPU, native off): \
+what they would take; tf_keras from `xla_min_size` | keras_adamw.kernels.tf_compiled
+jax_call | jax | keras3 | CPU float32/float64 of at least 2^16 elements, one call per \
+group | keras_adamw.kernels.jax_calls
+torch_foreach | torch | keras3 | every variable of a fused dtype on CPU/CUDA, one kernel \
+sequence per group | keras_adamw.kernels.torch_foreach
+"""
+PATHS = tuple(KernelPath(*(cell.strip() for cell in line.split("|")))
+              for line in _TABLE.strip().splitlines())
 
 
 def paths_table():

@@ -57,30 +57,28 @@ def apply(update):
         velocity = update.slots[0] if update.slots else None
         return sgdw(update.variable, velocity, update.grad, s.step_size, h.momentum, decay,
                     bool(h.nesterov))
-    if update.kind == "nadamw":
-        m, v = update.slots
-        return nadamw(update.variable, m, v, update.grad, s.step_size, s.nadam, decay,
-                      h.beta_1, h.beta_2, h.epsilon)
     m, v, *vhat = update.slots
-    return adamw(update.variable, m, v, vhat[0] if vhat else None, update.grad, s.step_size,
-                 decay, h.beta_1, h.beta_2, h.epsilon)
+    return adam_family(update.variable, m, v, vhat[0] if vhat else None, update.grad,
+                       s.step_size, s.nadam, decay, h.beta_1, h.beta_2, h.epsilon)
 
 
 @_compiled
-def adamw(var, m, v, vhat, grad, step_size, decay, beta_1, beta_2, epsilon):
-    """AdamW on one variable (amsgrad when `vhat` is a handle).
+def adam_family(var, m, v, vhat, grad, step_size, nadam, decay, beta_1, beta_2, epsilon):
+    """AdamW (amsgrad when `vhat` is a handle) or NadamW (`nadam` given) on one variable.
 
     ```
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2   (amsgrad: vhat = max(vhat, v))
-    theta = theta - decay(theta) - step_size m / (sqrt(v or vhat) + eps)
+    AdamW:   theta = theta - decay(theta) - step_size m / (sqrt(v or vhat) + eps)
+    NadamW:  theta = theta - decay(theta) - step_size nadam_direction(m, v, g)
     ```
 
     Args:
         var, m, v: resource handles of the variable and its slots (`vhat`
             too, or None).
         grad: the dense gradient.
-        step_size: `eta lr_v sqrt(1 - b2^t) / (1 - b1^t)`, a scalar of the
-            variable's dtype.
+        step_size: `eta lr_v`, times `sqrt(1 - b2^t) / (1 - b1^t)` for AdamW; a
+            scalar of the variable's dtype.
+        nadam: `core.rules.NadamCoefficients` of this step (NadamW), or None.
         decay: `(c_sign, c_linear)` of `core.rules.decay_term`; each may be None.
         beta_1, beta_2, epsilon: Python floats (static), used as given: `1 - beta`
             is computed in Python, then rounded to the variable's dtype.
@@ -92,40 +90,15 @@ def adamw(var, m, v, vhat, grad, step_size, decay, beta_1, beta_2, epsilon):
     theta = _read(var, dtype)
     m_new, v_new = rules.adam_moments(_read(m, dtype), _read(v, dtype), grad,
                                       beta_1, beta_2)
-    v_used = v_new
-    if vhat is not None:
-        v_used = tf.maximum(_read(vhat, dtype), v_new)
-        _assign(vhat, v_used)
-    direction = rules.adam_direction(m_new, v_used, tf.constant(epsilon, dtype), TF_MATH)
-    _assign(var, _updated(theta, -step_size * direction, decay))
-    _assign(m, m_new)
-    _assign(v, v_new)
-    return tf.constant(True)
-
-
-@_compiled
-def nadamw(var, m, v, grad, step_size, coefficients, decay, beta_1, beta_2, epsilon):
-    """NadamW on one variable (Dozat's Nadam, tf_keras legacy schedule).
-
-    ```
-    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-    theta = theta - decay(theta) - step_size nadam_direction(m, v, g)
-    ```
-
-    Args:
-        step_size: `eta lr_v`.
-        coefficients: `core.rules.NadamCoefficients` of this step.
-        (others): as `adamw`.
-
-    Returns:
-        A scalar to depend on.
-    """
-    dtype = grad.dtype
-    theta = _read(var, dtype)
-    m_new, v_new = rules.adam_moments(_read(m, dtype), _read(v, dtype), grad,
-                                      beta_1, beta_2)
-    direction = rules.nadam_direction(m_new, v_new, grad, coefficients,
-                                      tf.constant(epsilon, dtype), TF_MATH)
+    epsilon = tf.constant(epsilon, dtype)
+    if nadam is not None:
+        direction = rules.nadam_direction(m_new, v_new, grad, nadam, epsilon, TF_MATH)
+    else:
+        v_used = v_new
+        if vhat is not None:
+            v_used = tf.maximum(_read(vhat, dtype), v_new)
+            _assign(vhat, v_used)
+        direction = rules.adam_direction(m_new, v_used, epsilon, TF_MATH)
     _assign(var, _updated(theta, -step_size * direction, decay))
     _assign(m, m_new)
     _assign(v, v_new)

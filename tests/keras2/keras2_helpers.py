@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_adamw.kernels import tf_xla_calls as xla_calls
+from keras_adamw.kernels import tf_xla_calls
 
 # TensorFlow 2.12-2.15 (their keras is 2.x): no Keras 3 beside the Keras 2 flavour,
 # no XLA FFI headers for the native custom calls (the XLA-compiled kernels run).
@@ -13,7 +13,7 @@ needs_keras3 = pytest.mark.skipif(
     int(importlib.metadata.version("keras").split(".")[0]) < 3,
     reason="Keras 3 is not installed with TensorFlow <= 2.15 (its keras is 2.x)")
 needs_custom_calls = pytest.mark.skipif(
-    not xla_calls.available(),
+    not tf_xla_calls.available(),
     reason="TensorFlow <= 2.15 has no XLA FFI headers: no native custom calls")
 
 SHAPES = {"dense/kernel": (5, 3), "dense/bias": (3,), "emb/embeddings": (8, 2)}

@@ -1,4 +1,4 @@
-"""The native single-pass kernels (`keras_adamw.native`): build, fallback, semantics.
+"""The native single-pass kernels (`keras_adamw.kernels.tf_native`): build, fallback, semantics.
 
 The numbers of the native paths are checked against the oracle in
 `test_keras2_oracle.py` (and `tests/keras3/test_tf_compiled_adamw.py`); here:
@@ -21,11 +21,12 @@ import pytest
 import tensorflow as tf
 from keras2_helpers import assert_close, needs_custom_calls
 
+from keras_adamw.core.rules import NadamCoefficients
+from keras_adamw.core.step import VariableScalars
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.kernels import Hyper, Update, tf_compiled, tf_paths, tf_xla_calls
 from keras_adamw.kernels import build as native_build
-from keras_adamw.kernels import tf_compiled as tf_kernels
 from keras_adamw.kernels import tf_native as native
-from keras_adamw.kernels import tf_xla_calls as xla_calls
 
 SHAPE = (300, 7)
 DECAYS = [(None, None), (None, 0.01), (0.002, None), (0.002, 0.01)]
@@ -43,13 +44,20 @@ def _variables(seed, count):
     return [tf.Variable(v.astype("float32")) for v in values]
 
 
-def _decay(decay):
-    return tuple(None if c is None else tf.constant(c, tf.float32) for c in decay)
+def _update(kind, handles, grad, step_size, decay, hyper, nadam=None):
+    """A `kernels.Update` of resource handles (the variable, then its slots)."""
+    c_sign, c_linear = (None if c is None else tf.constant(c, grad.dtype) for c in decay)
+    scalars = VariableScalars(eta_lr=step_size, step_size=step_size, c_sign=c_sign,
+                              c_linear=c_linear, nadam=nadam)
+    return Update(kind, handles[0], tuple(handles[1:]), grad, scalars, hyper)
+
+
+ADAM = Hyper(beta_1=0.8999999761581421, beta_2=0.9990000128746033, epsilon=1e-7)
 
 
 # The native kernels and how they run: the TensorFlow ops eagerly, the custom
 # calls in a `jit_compile=True` function.
-NATIVE_PATHS = {"op": (native, False), "xla-call": (xla_calls, True)}
+NATIVE_PATHS = {"op": (native, False), "xla-call": (tf_xla_calls, True)}
 PATH_PARAMS = ["op", pytest.param("xla-call", marks=needs_custom_calls)]
 
 
@@ -86,35 +94,36 @@ def _assert_same(runs):
 @pytest.mark.parametrize("decay", DECAYS, ids=str)
 def test_adamw_equals_xla_kernel(decay, amsgrad, path):
     def update(kernels, variables, grad):
-        handles = [v.handle for v in variables] + ([] if amsgrad else [None])
-        return kernels.adamw(*handles, grad, tf.constant(0.01), tf.constant(0.3),
-                             _decay(decay), 0.8999999761581421, 0.9990000128746033, 1e-7)
+        handles = [v.handle for v in variables]
+        return kernels.apply(_update("adamw", handles, grad,
+                                     tf.constant(0.01) * tf.constant(0.3), decay, ADAM))
 
     _assert_same(_trajectories(0, 4 if amsgrad else 3, update,
-                               [NATIVE_PATHS[path], (tf_kernels, False)]))
+                               [NATIVE_PATHS[path], (tf_compiled, False)]))
 
 
-NADAM_COEFFICIENTS = {"grad_weight": 0.07, "momentum_weight": 0.86, "v_correction": 12.5}
+NADAM_COEFFICIENTS = NadamCoefficients(grad_weight=0.07, momentum_weight=0.86,
+                                       v_correction=12.5)
 
 
 @pytest.mark.parametrize("path", PATH_PARAMS)
 @pytest.mark.parametrize("decay", DECAYS, ids=str)
 def test_nadamw_equals_xla_kernel(decay, path):
     def update(kernels, variables, grad):
-        coefficients = {k: tf.constant(c) for k, c in NADAM_COEFFICIENTS.items()}
-        return kernels.nadamw(*(v.handle for v in variables), grad, tf.constant(0.01),
-                              coefficients, _decay(decay), 0.9, 0.999, 1e-7)
+        nadam = NADAM_COEFFICIENTS.cast(tf.constant)
+        return kernels.apply(_update("nadamw", [v.handle for v in variables], grad,
+                                     tf.constant(0.01), decay,
+                                     Hyper(beta_1=0.9, beta_2=0.999, epsilon=1e-7), nadam))
 
-    _assert_same(_trajectories(6, 3, update, [NATIVE_PATHS[path], (tf_kernels, False)]))
+    _assert_same(_trajectories(6, 3, update, [NATIVE_PATHS[path], (tf_compiled, False)]))
 
 
 def _sgdw_update(decay, momentum, nesterov):
     def update(kernels, variables, grad):
         var, velocity = variables
-        return kernels.sgdw(var.handle, None if momentum is None else velocity.handle, grad,
-                            tf.constant(0.05),
-                            None if momentum is None else tf.constant(momentum),
-                            _decay(decay), nesterov)
+        handles = [var.handle] + ([] if momentum is None else [velocity.handle])
+        hyper = Hyper(momentum=tf.constant(momentum or 0.0), nesterov=nesterov)
+        return kernels.apply(_update("sgdw", handles, grad, tf.constant(0.05), decay, hyper))
     return update
 
 
@@ -123,7 +132,7 @@ def _sgdw_update(decay, momentum, nesterov):
 @pytest.mark.parametrize("decay", DECAYS, ids=str)
 def test_sgdw_equals_xla_kernel(decay, momentum, nesterov, path):
     _assert_same(_trajectories(2, 2, _sgdw_update(decay, momentum, nesterov),
-                               [NATIVE_PATHS[path], (tf_kernels, False)]))
+                               [NATIVE_PATHS[path], (tf_compiled, False)]))
 
 
 @needs_custom_calls
@@ -145,12 +154,13 @@ def test_a_batch_equals_one_call_per_variable_and_updates_in_place():
 
         @tf.function(jit_compile=True, autograph=False)
         def step():
-            with xla_calls.batch() if batched else contextlib.nullcontext():
+            with tf_xla_calls.batch() if batched else contextlib.nullcontext():
                 for (var, m, v), grad, decay in zip(variables, grads, decays):
-                    xla_calls.adamw(var.handle, m.handle, v.handle, None, grad,
-                                    tf.constant(0.01), 1.0, _decay(decay), 0.9, 0.999, 1e-7)
-                    xla_calls.sgdw(m.handle, None, grad, tf.constant(0.1), None,
-                                   _decay(decay), False)
+                    tf_xla_calls.apply(_update("adamw", [var.handle, m.handle, v.handle], grad,
+                                               tf.constant(0.01), decay,
+                                               Hyper(beta_1=0.9, beta_2=0.999, epsilon=1e-7)))
+                    tf_xla_calls.apply(_update("sgdw", [m.handle], grad, tf.constant(0.1),
+                                               decay, Hyper()))
 
         step()
         return [[x.numpy() for x in triple] for triple in variables], step
@@ -168,9 +178,9 @@ def test_a_batch_equals_one_call_per_variable_and_updates_in_place():
 
 def test_adamw_op_float64():
     var, m, v = (tf.Variable(np.full(SHAPE, x)) for x in (1.0, 0.5, 0.25))
-    native.adamw(var.handle, m.handle, v.handle, None, tf.ones(SHAPE, tf.float64),
-                 tf.constant(0.1, tf.float64), 1.0, (None, tf.constant(0.01, tf.float64)),
-                 0.9, 0.999, 1e-7)
+    native.apply(_update("adamw", [var.handle, m.handle, v.handle], tf.ones(SHAPE, tf.float64),
+                         tf.constant(0.1, tf.float64), (None, 0.01),
+                         Hyper(beta_1=0.9, beta_2=0.999, epsilon=1e-7)))
     m_new, v_new = 0.9 * 0.5 + 0.1, 0.999 * 0.25 + 0.001
     expected = 1.0 - 0.1 * m_new / (np.sqrt(v_new) + 1e-7) - 0.01
     np.testing.assert_allclose(var.numpy(), expected, rtol=1e-15)
@@ -187,8 +197,9 @@ def test_a_value_read_before_the_update_keeps_it(mode):
 
     def read_then_update():
         before = var.value()
-        native.sgdw(var.handle, velocity.handle, tf.ones(SHAPE), tf.constant(0.5),
-                    tf.constant(0.9), (None, None), False)
+        native.apply(_update("sgdw", [var.handle, velocity.handle], tf.ones(SHAPE),
+                             tf.constant(0.5), (None, None),
+                             Hyper(momentum=tf.constant(0.9))))
         with tf.control_dependencies([before]):
             return before, var.read_value()
 
@@ -205,15 +216,15 @@ def test_bad_inputs_fail_with_what_is_wrong():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"`var` has dtype float and shape \[300,7\], "
                              r"the gradient float and \[3,3\]"):
-        native.adamw(var.handle, m.handle, v.handle, None, wrong, tf.constant(0.1), 1.0,
-                     (None, None), 0.9, 0.999, 1e-7)
+        native.apply(_update("adamw", [var.handle, m.handle, v.handle], wrong,
+                             tf.constant(0.1), (None, None), ADAM))
     with pytest.raises(tf.errors.InvalidArgumentError, match="distinct variables"):
-        native.adamw(var.handle, var.handle, v.handle, None, tf.ones(SHAPE),
-                     tf.constant(0.1), 1.0, (None, None), 0.9, 0.999, 1e-7)
+        native.apply(_update("adamw", [var.handle, var.handle, v.handle], tf.ones(SHAPE),
+                             tf.constant(0.1), (None, None), ADAM))
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="`var` has dtype double.*the gradient float"):
-        native.sgdw(tf.Variable(np.ones(SHAPE)).handle, None, tf.ones(SHAPE),
-                    tf.constant(0.1), None, (None, None), False)
+        native.apply(_update("sgdw", [tf.Variable(np.ones(SHAPE)).handle], tf.ones(SHAPE),
+                             tf.constant(0.1), (None, None), Hyper()))
 
 
 def _trace_ops(optimizer, variables, jit_compile=False):
@@ -248,7 +259,7 @@ def test_optimizers_use_the_native_kernels_where_they_run(cls, options):
     assert sum(ops[op] for op in fused) == (0 if cls is NadamW or options.get("amsgrad") else 1)
     ops = _trace_ops(optimizer, make(), jit_compile=True)
     assert ops[OPS[cls]] == 0
-    if xla_calls.available():  # one group with the decay, one without
+    if tf_xla_calls.available():  # one group with the decay, one without
         assert sum(ops[op] for op in fused) == 0 and ops["XlaCallModule"] == 2
     else:  # TensorFlow <= 2.15: the XLA-compiled kernels and fused ops run
         assert ops["XlaCallModule"] == 0
@@ -261,7 +272,7 @@ def test_optimizers_use_the_native_kernels_where_they_run(cls, options):
 
 def test_float16_variables_take_the_other_paths():
     variable = tf.Variable(tf.ones([4], tf.float16), name="h/kernel")
-    assert native.kernels(variable) is None
+    assert not tf_paths.capabilities(variable, True, True, "always").native
     optimizer = SGDW(learning_rate=0.5, weight_decay=0.1, init_verbose=False)
     optimizer.apply_gradients([(tf.ones([4], tf.float16), variable)])
     np.testing.assert_allclose(variable.numpy(), 1 - 0.5 * 0.1 - 0.5, rtol=1e-3)
@@ -310,7 +321,8 @@ def test_switched_off_without_a_warning(monkeypatch, fresh_library, value):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert native.library() is None
-        assert native.kernels(tf.Variable(tf.ones([2]))) is None
+        assert not tf_paths.capabilities(tf.Variable(tf.ones([2])), True, True,
+                                         "always").native
 
 
 def test_an_unknown_switch_value_is_named(monkeypatch):

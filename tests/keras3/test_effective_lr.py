@@ -89,11 +89,11 @@ def test_bad_bounds_name_the_argument(bounds, error):
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch multi-tensor path")
 def test_torch_fast_path_is_kept_without_bounds_and_left_with_them(monkeypatch):
-    from keras_adamw.kernels import torch_foreach as torch_fast
+    from keras_adamw.kernels import torch_foreach
 
     calls = []
-    original = torch_fast.update
-    monkeypatch.setattr(torch_fast, "update", lambda *a: calls.append(1) or original(*a))
+    original = torch_foreach.update
+    monkeypatch.setattr(torch_foreach, "update", lambda *a: calls.append(1) or original(*a))
     model = small_model()
     grads = [keras.ops.ones(v.shape) for v in model.trainable_variables]
     keras_adamw.AdamW(init_verbose=False).apply(grads, model.trainable_variables)

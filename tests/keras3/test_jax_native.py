@@ -1,6 +1,6 @@
-"""Keras 3 AdamW, NadamW and SGDW on JAX: the native custom calls (`keras_adamw.jax_kernels`).
+"""Keras 3 AdamW, NadamW and SGDW on JAX: the native custom calls (`keras_adamw.kernels.jax_calls`).
 
-Variables of at least `jax_kernels.MIN_SIZE` elements are updated by one XLA FFI
+Variables of at least `jax_calls.MIN_SIZE` elements are updated by one XLA FFI
 custom call per group (rule, dtype, decay terms), in place. Here `MIN_SIZE` is
 lowered so that small variables take the calls too, and every optimizer follows
 the float64 oracle on variables and slots over 30 updates, applied eagerly and
@@ -45,13 +45,13 @@ SLOTS = {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats",
 @pytest.fixture
 def calls(monkeypatch):
     """Every variable on the custom calls; returns the (target, group size) emitted."""
-    from keras_adamw.kernels import jax_calls as jax_kernels
+    from keras_adamw.kernels import jax_calls
 
-    assert jax_kernels.library() is not None, "the JAX kernels were not built"
-    monkeypatch.setattr(jax_kernels, "MIN_SIZE", 0)
+    assert jax_calls.library() is not None, "the JAX kernels were not built"
+    monkeypatch.setattr(jax_calls, "MIN_SIZE", 0)
     emitted = []
-    emit = jax_kernels._emit
-    monkeypatch.setattr(jax_kernels, "_emit",
+    emit = jax_calls._emit
+    monkeypatch.setattr(jax_calls, "_emit",
                         lambda group: emitted.append((group[0].key[0], len(group)))
                         or emit(group))
     return emitted
@@ -140,9 +140,9 @@ def test_native_kernels_off_uses_keras_ops(calls):
 
 def test_small_variables_keep_keras_ops(monkeypatch, calls):
     """Below `MIN_SIZE` elements (the default), no call: XLA's loops are as fast."""
-    from keras_adamw.kernels import jax_calls as jax_kernels
+    from keras_adamw.kernels import jax_calls
 
-    monkeypatch.setattr(jax_kernels, "MIN_SIZE", 1 << 16)
+    monkeypatch.setattr(jax_calls, "MIN_SIZE", 1 << 16)
     variables = [keras.Variable(np.ones((300, 300), "float32"), name="big"),
                  keras.Variable(np.ones((3,), "float32"), name="small")]
     optimizer = keras_adamw.AdamW(learning_rate=0.1, weight_decay=0.01, init_verbose=False)
@@ -152,21 +152,21 @@ def test_small_variables_keep_keras_ops(monkeypatch, calls):
 
 def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
     from keras_adamw.kernels import build as native_build
-    from keras_adamw.kernels import jax_calls as jax_kernels
+    from keras_adamw.kernels import jax_calls
 
     monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     with pytest.warns(RuntimeWarning, match=r"native JAX kernels are not available.*"
                                             r"Install a C\+\+ compiler"):
-        assert jax_kernels.library.__wrapped__() is None  # the cached library stays
+        assert jax_calls.library.__wrapped__() is None  # the cached library stays
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unavailable_kernels_leave_keras_ops_with_the_same_numbers(monkeypatch, calls):
-    from keras_adamw.kernels import jax_calls as jax_kernels
+    from keras_adamw.kernels import jax_calls
 
     with_calls = run("nadamw", "eager")
-    monkeypatch.setattr(jax_kernels, "library", lambda: None)
+    monkeypatch.setattr(jax_calls, "library", lambda: None)
     calls.clear()
     without = run("nadamw", "eager")
     assert calls == []

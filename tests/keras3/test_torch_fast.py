@@ -1,4 +1,4 @@
-"""The torch multi-tensor path (`keras_adamw.keras3.torch_fast`) against the oracle.
+"""The torch multi-tensor path (`keras_adamw.kernels.torch_foreach`) against the oracle.
 
 `test_oracle.py` runs the fast path on a small model (tensors below the CPU
 grain size, updated on one thread). Here: tensors on both sides of the grain
@@ -20,11 +20,11 @@ if keras.backend.backend() != "torch":
 
 import torch
 
-from keras_adamw.kernels import torch_foreach as torch_fast
+from keras_adamw.kernels import torch_foreach
 
 STEPS = 20
 RTOL = 1e-5
-LARGE = torch_fast.CPU_GRAIN_SIZE + 8  # one thread group and one multi-thread group
+LARGE = torch_foreach.CPU_GRAIN_SIZE + 8  # one thread group and one multi-thread group
 
 # name: (kind, class, kwargs)
 OPTIMIZERS = {
@@ -114,7 +114,7 @@ def check(case, optimizer, oracle, variables, values):
 def test_matches_oracle_across_grain_size(case):
     variables = make_variables()
     optimizer, oracle, values = run(case, variables)
-    plan = torch_fast._plan(optimizer, variables)
+    plan = torch_foreach._plan(optimizer, variables)
     assert plan.groups and plan.small_groups and not plan.fallback
     check(case, optimizer, oracle, variables, values)
 
@@ -138,10 +138,10 @@ def test_float64_variables_and_numpy_gradients(case):
 @pytest.mark.parametrize("case", ["adamw_amsgrad", "nadamw", "sgdw_momentum"])
 def test_fallback_gives_the_same_numbers(case, monkeypatch):
     """Without the fused kernels every variable takes `update_step`."""
-    monkeypatch.setattr(torch_fast, "KERNELS_AVAILABLE", False)
+    monkeypatch.setattr(torch_foreach, "KERNELS_AVAILABLE", False)
     variables = make_variables()
     optimizer, oracle, values = run(case, variables, steps=10)
-    plan = torch_fast._plan(optimizer, variables)
+    plan = torch_foreach._plan(optimizer, variables)
     assert not plan.groups and not plan.small_groups and len(plan.fallback) == 4
     check(case, optimizer, oracle, variables, values)
 
@@ -156,7 +156,7 @@ def test_subset_of_variables_gets_its_own_plan():
     with pytest.warns(UserWarning, match="Gradients do not exist"):
         optimizer.apply([None] + grads[1:], variables)
     np.testing.assert_array_equal(K_eval(variables[0]), before)
-    assert len(torch_fast._PLANS[optimizer]) == 2
+    assert len(torch_foreach._PLANS[optimizer]) == 2
     assert int(K_eval(optimizer.iterations)) == 2
 
 
@@ -167,9 +167,9 @@ def test_grouping_and_threads():
     threads = torch.get_num_threads()
     grads = [torch.ones(v.shape) for v in variables]
     optimizer.apply(grads, variables)
-    plan = torch_fast._plan(optimizer, variables)
+    plan = torch_foreach._plan(optimizer, variables)
     optimizer.apply(grads, variables)
-    assert torch_fast._plan(optimizer, variables) is plan
+    assert torch_foreach._plan(optimizer, variables) is plan
     assert torch.get_num_threads() == threads
     # big_kernel and big_bias differ in decay: two large groups, two small.
     assert [g.indices for g in plan.groups] == [[0], [1]]
@@ -186,7 +186,7 @@ def test_no_extra_per_parameter_state(case):
     slots_per_param = 1 if case.startswith("sgdw") else 2
     state = sum(int(np.prod(v.shape)) for v in optimizer.variables)
     assert slots_per_param * params <= state < slots_per_param * params + 16
-    for group in torch_fast._plan(optimizer, variables).groups:
+    for group in torch_foreach._plan(optimizer, variables).groups:
         assert all(step.ndim == 0 for step in group.steps)
 
 
@@ -198,6 +198,6 @@ def test_axpby(a, b, dtype):
     x = [torch.linspace(-1, 1, 101, dtype=dtype)]
     y = [torch.linspace(2, 3, 101, dtype=dtype)]
     expected = a * x[0].double() + b * y[0].double()
-    torch_fast.axpby_(x, y, a, b)
+    torch_foreach.axpby_(x, y, a, b)
     torch.testing.assert_close(x[0].double(), expected, rtol=0,
                                atol=2 * torch.finfo(dtype).eps)
