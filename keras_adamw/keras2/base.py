@@ -1,10 +1,10 @@
-"""Glue shared by the tf_keras (Keras 2) optimizers: arguments, state, step advance.
+"""The tf_keras (Keras 2) adapter: state, once-per-step scalars and schedule, paths.
 
 A tf_keras legacy `OptimizerV2` applies one update as
 `apply_gradients -> _prepare -> _distributed_apply` (once), which calls
 `_resource_apply_dense`/`_resource_apply_sparse` per variable. So the per-step
-scalars are computed in `_prepare` (once, float32), cast per `(device, dtype)` in
-`_prepare_local`, and `t_cur`/`eta_t`/`lr_t` advance at the end of
+scalars (`core.step.Step`) are computed in `_prepare` (once, float32), cast per
+`(device, dtype)` (`_local_scalars`), and `t_cur`/`eta_t`/`lr_t` advance at the end of
 `_distributed_apply`, after every variable update (control dependencies in graph
 mode). The numbers come from `keras_adamw.core` (DESIGN.md section 4).
 """

@@ -1,8 +1,8 @@
 """Building the native kernels: the compiler call, the cache, the on/off switch.
 
-Framework-neutral (no TensorFlow or JAX import): `keras_adamw.native` builds the
-TensorFlow library with it, `keras_adamw.jax_kernels` the JAX one, both from the
-C++ sources in `keras_adamw/native/`. A library is compiled on first use into
+Framework-neutral (no TensorFlow or JAX import): `kernels.tf_native` builds the
+TensorFlow library with it, `kernels.jax_calls` the JAX one, both from the C++
+sources beside it in `keras_adamw/kernels/`. A library is compiled on first use into
 `cache_dir()`, named by a hash of its sources and compiler call (which holds the
 framework's flags), written whole and then renamed, and loaded from there
 afterwards.
@@ -24,9 +24,9 @@ CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"
 # -fno-math-errno lets `sqrt` vectorise (the results are the same IEEE values).
 OPTIMIZE = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-w"]
 # The widest vectors of this CPU, where the sources allow (TensorFlow's Eigen
-# headers do not build with every -march): on 400 small tensors, in cache,
-# NadamW's square root and division bound the step (JAX: 1.17x Keras's Nadam
-# without it, 0.97 with). The cache key holds the CPU (`cpu_fingerprint`).
+# headers do not build with every -march): on many small tensors, in cache,
+# NadamW's square root and division bound the step (benchmarks/README.md).
+# The cache key holds the CPU (`cpu_fingerprint`).
 NATIVE_ARCH = ["-march=native"]
 LOGGER = logging.getLogger("keras_adamw")
 

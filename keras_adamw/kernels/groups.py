@@ -1,7 +1,7 @@
 """Per-variable updates queued during a step and emitted in groups.
 
-The native custom calls (`keras_adamw.native.xla_calls` on TensorFlow,
-`keras_adamw.jax_kernels` on JAX) update many variables in one call: the
+The native custom calls (`kernels.tf_xla_calls` on TensorFlow,
+`kernels.jax_calls` on JAX) update many variables in one call: the
 optimizer opens a batch around its per-variable loop, each update is queued,
 and at the end one call per group (equal `key`: rule, dtype, flags) is emitted,
 groups in the order of their first update. Framework-neutral.

@@ -3,7 +3,7 @@
 XLA compiles an update into one element-wise loop per updated tensor, the next
 reading what the previous wrote (24 instead of 20 bytes per float32 parameter
 for momentum SGD, 44 instead of 28 for Nadam). The handlers of
-`keras_adamw/native/xla_calls.cc` (the updates of `update_kernels.h`, shared
+`keras_adamw/kernels/xla_calls.cc` (the updates of `update_kernels.h`, shared
 with the TensorFlow ops) do the whole update in one pass, in place: each
 updated tensor is aliased to its result (`input_output_aliases`), so under a
 `jit` that donates the optimizer state and the variables (as Keras's JAX
@@ -12,7 +12,7 @@ variables in `batch()` and emit one call per group (same rule, dtype and decay
 terms), whose blocks run on XLA's thread pool.
 
 The library is compiled on first use against jaxlib's FFI headers into the cache
-of `keras_adamw.native_build` (about 5 s), and registered with JAX. It runs on
+of `keras_adamw.kernels.build` (about 5 s), and registered with JAX. It runs on
 float32/float64 variables of at least `MIN_SIZE` elements when JAX computes on
 the CPU; elsewhere, for smaller variables, switched off
 (`KERAS_ADAMW_NATIVE=0`, `optimizer.native_kernels = False`) or without a
@@ -35,9 +35,8 @@ from keras_adamw.kernels import groups, scalars
 SOURCES = [native_build.SOURCE_DIR / "xla_calls.cc"]
 DTYPES = ("float32", "float64")
 # Smaller variables keep Keras ops: their data stays in cache, XLA runs their
-# short loops concurrently, and the calls gained nothing measurable there (400
-# variables of 5000 elements: 0.99x Keras's SGD either way, 0.93x its AdamW;
-# 8 of 1.25M: 0.65x and 0.61x with the calls).
+# short loops concurrently, and the calls gained nothing measurable there
+# (benchmarks/README.md has the figures).
 MIN_SIZE = 1 << 16
 # Registered names and the library's symbols returning their handlers.
 TARGETS = {"keras_adamw_adamw": "KerasAdamwAdamW", "keras_adamw_amsgrad": "KerasAdamwAmsgrad",

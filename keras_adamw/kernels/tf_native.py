@@ -6,9 +6,9 @@ updated tensor (about 40 bytes per float32 AdamW parameter, against the 28 of
 `ResourceApplyAdam`). The kernels of `update_kernels.h` read theta, the slots and
 the gradient once and write theta and the slots once, with the per-step scalars
 of `keras_adamw.core.rules` computed once per step by the optimizer; they run as
-TensorFlow ops (`update_ops.cc`: this module's `adamw`, `nadamw`, `sgdw`) and,
-inside `jit_compile=True` functions, as XLA custom calls (`xla_calls.cc`,
-`keras_adamw.native.xla_calls`). `kernels(variable)` picks.
+TensorFlow ops (`update_ops.cc`: this module's `apply`) and, inside
+`jit_compile=True` functions, as XLA custom calls (`xla_calls.cc`,
+`kernels.tf_xla_calls`); `kernels.tf_paths` picks.
 
 The library is compiled on first use against the installed TensorFlow (about
 20 s, with `g++`, or `$CXX`) into `$KERAS_ADAMW_CACHE_DIR` (default
@@ -16,7 +16,7 @@ The library is compiled on first use against the installed TensorFlow (about
 TensorFlow version and the compiler, and loaded from there afterwards.
 `KERAS_ADAMW_NATIVE=0` skips it; where it cannot be built, a `RuntimeWarning`
 says why once and the optimizers use the XLA-compiled kernels
-(`keras_adamw.tf_kernels`), with the same numbers. The kernels run on CPU
+(`kernels.tf_compiled`), with the same numbers. The kernels run on CPU
 variables of float32 and float64.
 """
 import functools

@@ -7,11 +7,10 @@ for momentum SGD, 44 instead of 28 for NadamW. The handlers of `xla_calls.cc`
 (registered with TensorFlow's XLA when the native library loads) do the whole
 update in one pass. Each call is a StableHLO module run by TensorFlow's
 `XlaCallModule`, with every updated tensor aliased to its output, so XLA updates
-the variables' buffers in place (no copy). CPU only: `native.kernels` picks
-these functions for CPU float32/float64 variables inside XLA.
-
-The functions have the signatures of `keras_adamw.tf_kernels` (handles,
-gradient, per-step scalars of the variable's dtype) and the same arithmetic.
+the variables' buffers in place (no copy). CPU only: `kernels.tf_paths` picks
+this path for CPU float32/float64 variables inside XLA. `apply` takes what every
+kernel takes (a `kernels.Update` of resource handles) and does the arithmetic of
+`kernels.tf_compiled`.
 """
 import functools
 from pathlib import Path
