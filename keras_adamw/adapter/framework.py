@@ -34,7 +34,6 @@ class Framework:
         keras: the flavour's Keras module (`keras` 3; `tf_keras` or `keras` 2.x).
         flavour: its names in messages.
         zero_strength: `() -> zero` to store in a regularizer's `l1`/`l2`.
-        variable_name: `variable -> key` of `get_weight_decays`.
         current_lr: `optimizer -> learning rate of the next update`.
         xp: namespace with `cast`, `maximum`, `zeros`, `where` for schedules.
         deserialize: turns a serialized schedule back into one.
@@ -43,7 +42,6 @@ class Framework:
     keras: Any
     flavour: Flavour
     zero_strength: Callable[[], Any]
-    variable_name: Callable[[Any], str]
     current_lr: Callable[[Any], Any]
     xp: Any
     deserialize: Callable[[Any], Any]

@@ -7,6 +7,7 @@ twice; keras-adamw 1.38 zeroed before reading and returned `{}`. A flavour's
 """
 import warnings
 
+from keras_adamw.core import matching
 from keras_adamw.core.checks import shortest_decimal
 
 # Layer attribute of the regularizer -> layer attribute of the variable it regularizes.
@@ -93,7 +94,7 @@ class Regularizers:
         self.check_model(model)
         decays = {}
         for layer, variable, regularizer in regularized_variables(model):
-            name = self.framework.variable_name(variable)
+            name = matching.variable_path(variable)
             pair = self.l1_l2_of(regularizer)
             if pair is None:
                 warnings.warn(

@@ -60,11 +60,6 @@ def layerwise_lr_decay(decay, n_layers, embeddings=ELECTRA_EMBEDDINGS, layer=ELE
             for pattern, depth in depths.items()}
 
 
-def variable_path(variable):
-    """`variable.path` (Keras 3) or the name without `:0` (tf_keras)."""
-    return matching.normalize_name(getattr(variable, "path", None) or variable.name)
-
-
 def layerwise_lr_decay_from_model(model, decay):
     """Layer-wise decay rates by the order of a model's layers.
 
@@ -92,5 +87,5 @@ def layerwise_lr_decay_from_model(model, decay):
     for depth, layer in enumerate(owners):
         rate = 1.0 - decay ** (len(owners) - 1 - depth)
         for variable in layer.trainable_variables:
-            rates[f"^{re.escape(variable_path(variable))}$"] = rate
+            rates[f"^{re.escape(matching.variable_path(variable))}$"] = rate
     return rates

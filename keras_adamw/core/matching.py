@@ -36,6 +36,12 @@ def normalize_name(name):
     return _LEGACY_SUFFIX.sub("", name)
 
 
+def variable_path(variable):
+    """The key a variable is matched by, in both flavours: `variable.path` (Keras 3)
+    or the name without `:0` (tf_keras variables have no `path`)."""
+    return normalize_name(getattr(variable, "path", None) or variable.name)
+
+
 def _search(pattern, path):
     """Substring match, or regex match when `pattern` is a valid regex."""
     if pattern in path:

@@ -46,11 +46,6 @@ ATTRIBUTES = """
 """
 
 
-def variable_path(variable):
-    """The tf_keras variable name without `:0` (`"dense_1/kernel"`)."""
-    return matching.normalize_name(variable.name)
-
-
 class FusedInputs(NamedTuple):
     """TensorFlow's fused ops' inputs of this step (tf_keras's legacy optimizers'
     own arithmetic), float32, cast per dtype. None where the rule has none."""
@@ -115,7 +110,7 @@ class Keras2Adapter(OptimizerAdapter):
     _EXTRA_STATE: tuple[tuple[str, float], ...] = ()
     _regularizers = regularizers
     _math = TF_MATH
-    _variable_path = staticmethod(variable_path)
+    _variable_path = staticmethod(matching.variable_path)
     _serialize = staticmethod(keras2.utils.serialize_keras_object)
 
     def _init_framework(self, learning_rate, name, kwargs, hyperparameters):
@@ -184,7 +179,7 @@ class Keras2Adapter(OptimizerAdapter):
 
     def _create_all_weights(self, var_list):
         # Before any slot exists: a refused variable leaves nothing half-built.
-        check_float_variables([variable_path(v) for v in var_list],
+        check_float_variables([matching.variable_path(v) for v in var_list],
                               [v.dtype.base_dtype.name for v in var_list])
         self._state_variables()
         super()._create_all_weights(var_list)
@@ -200,12 +195,12 @@ class Keras2Adapter(OptimizerAdapter):
         if not new:
             return
         for variable in new:
-            self._rule_paths[optimizer_v2._var_key(variable)] = variable_path(variable)
+            self._rule_paths[optimizer_v2._var_key(variable)] = matching.variable_path(variable)
         paths = list(self._rule_paths.values())
         resolved = matching.resolve_rules(paths, self._settings)
         self._rules = dict(zip(self._rule_paths, resolved))
         precision.warn_rounded_decays(
-            [variable_path(v) for v in new], [v.dtype.base_dtype.name for v in new],
+            [matching.variable_path(v) for v in new], [v.dtype.base_dtype.name for v in new],
             [self._rules[optimizer_v2._var_key(v)] for v in new], self._settings.eta_max,
             self._constant_learning_rate())
         self._report_rules(self._name, paths, resolved)

@@ -13,7 +13,6 @@ import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
 
 from keras_adamw.adapter.framework import Flavour, Framework
-from keras_adamw.core import matching
 
 
 def _version(text):
@@ -56,6 +55,5 @@ FLAVOUR = Flavour(
 
 FRAMEWORK = Framework(
     keras=keras2, flavour=FLAVOUR, zero_strength=_zero_strength,
-    variable_name=lambda variable: matching.normalize_name(variable.name),
     current_lr=lambda optimizer: optimizer._decayed_lr("float32"),
     xp=tf, deserialize=keras2.optimizers.schedules.deserialize)

@@ -35,11 +35,6 @@ ATTRIBUTES = """
 """
 
 
-def variable_path(variable):
-    """`variable.path` for Keras variables, the `:0`-less name otherwise."""
-    return matching.normalize_name(getattr(variable, "path", None) or variable.name)
-
-
 class Keras3Adapter(OptimizerAdapter):
     """Decoupled weight decay, warm restarts and lr multipliers for Keras 3.
 
@@ -57,7 +52,7 @@ class Keras3Adapter(OptimizerAdapter):
     _OWN_CONFIG: tuple[str, ...] = ()
     _regularizers = regularizers
     _math = ops
-    _variable_path = staticmethod(variable_path)
+    _variable_path = staticmethod(matching.variable_path)
     _serialize = staticmethod(keras.saving.serialize_keras_object)
 
     def _init_framework(self, learning_rate, name, kwargs, hyperparameters):
@@ -102,7 +97,7 @@ class Keras3Adapter(OptimizerAdapter):
         """Creates the slots, then resolves per-variable rules once, by path."""
         if self.built:
             return
-        paths = [variable_path(v) for v in variables]
+        paths = [matching.variable_path(v) for v in variables]
         dtypes = [keras.backend.standardize_dtype(v.dtype) for v in variables]
         check_float_variables(paths, dtypes)
         super().build(variables)

@@ -13,6 +13,5 @@ FLAVOUR = Flavour(
 
 FRAMEWORK = Framework(
     keras=keras, flavour=FLAVOUR, zero_strength=lambda: 0.0,
-    variable_name=lambda variable: variable.path,
     current_lr=lambda optimizer: optimizer.learning_rate,
     xp=ops, deserialize=keras.saving.deserialize_keras_object)
