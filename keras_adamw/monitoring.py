@@ -5,6 +5,8 @@ The callbacks of both flavours (`keras_adamw.keras3.callbacks`,
 with their `Framework` (`keras_adamw.adapter.framework`) as `_framework`: they
 differ only in how they read the current learning rate.
 """
+from typing import Any
+
 import numpy as np
 
 from keras_adamw.utils import K_eval
@@ -20,7 +22,7 @@ class MonitorMixin:
     (a `keras_adamw.adapter.framework.Framework`).
     """
 
-    _framework = None
+    _framework: Any = None  # the flavour's `adapter.framework.Framework`
 
     def __init__(self, per_layer=False, update_freq="batch"):
         """Writes the optimizer's `lr`, `lr_t`, `eta_t` and `t_cur` into the logs.

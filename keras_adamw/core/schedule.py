@@ -4,6 +4,7 @@ Pure functions of the counter `t_cur`: the adapters keep `t_cur` and `eta_t` as
 optimizer variables and call these once per applied update.
 """
 import math
+from typing import Any
 
 from keras_adamw.core import checks
 
@@ -87,7 +88,7 @@ class WarmUpBase:
     Keras `serialize` and `deserialize`).
     """
 
-    _framework = None
+    _framework: Any = None  # the flavour's `adapter.framework.Framework`
 
     def __init__(self, schedule, warmup_steps, initial=0.0, name="WarmUp"):
         """Linear warmup into any schedule or constant (BERT / Hugging Face style).

@@ -46,7 +46,7 @@ def _adam_inputs(optimizer, t):
 class _AdamFamily(Keras2Adapter, optimizer_v2.OptimizerV2):
     """The slots of AdamW and NadamW: `m`, `v` (and `vhat` with amsgrad)."""
 
-    _OWN_CONFIG = ("beta_1", "beta_2", "epsilon")
+    _OWN_CONFIG: tuple[str, ...] = ("beta_1", "beta_2", "epsilon")
     _SLOT_KINDS = ("m", "v")
 
     def _slot_kinds(self):

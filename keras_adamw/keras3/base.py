@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.adapter.optimizer import OptimizerAdapter
-from keras_adamw.core import matching, precision
+from keras_adamw.core import matching, precision, rules
 from keras_adamw.core.checks import check_float_variables
 from keras_adamw.core.step import variable_scalars
 from keras_adamw.keras3 import regularizers
@@ -174,14 +174,8 @@ class Keras3Adapter(OptimizerAdapter):
 
     def _assign_decayed(self, variable, theta, delta, scalars):
         """`theta + delta - decay(theta)`, the decay taken from theta before the update."""
-        decay = self._decay_term(theta, scalars)
+        decay = rules.decay_term(theta, scalars.c_sign, scalars.c_linear, ops)
         self.assign(variable, theta + delta if decay is None else theta + delta - decay)
-
-    @staticmethod
-    def _decay_term(theta, scalars):
-        from keras_adamw.core import rules
-
-        return rules.decay_term(theta, scalars.c_sign, scalars.c_linear, ops)
 
     # ---- saving ------------------------------------------------------------------------
 
