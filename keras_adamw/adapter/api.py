@@ -52,7 +52,7 @@ def adam_arguments(optimizer, beta_1, beta_2, epsilon):
 
 
 class AdamWFront:
-    TEMPLATE = """Adam with decoupled weight decay, warm restarts and lr multipliers ({framework}).
+    TEMPLATE = """Adam with decoupled weight decay, warm restarts, lr multipliers ({framework}).
 
     Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (arXiv:1711.05101).
     Per update, `t = iterations + 1`, `lr_v = lr * multiplier(v)`, `eta = eta_t`:
@@ -92,7 +92,7 @@ class AdamWFront:
 
 
 class NadamWFront:
-    TEMPLATE = """Nadam (Dozat) with decoupled weight decay, warm restarts and lr multipliers ({framework}).
+    TEMPLATE = """Nadam (Dozat) with decoupled weight decay, restarts, lr multipliers ({framework}).
 
     Momentum schedule `u_t = b1 (1 - 0.5 * 0.96^(schedule_decay t))` as in the
     paper and Keras 2 (`schedule_decay=0.004`; Keras 3's Nadam is 1.0):
@@ -132,7 +132,7 @@ class NadamWFront:
 
 
 class SGDWFront:
-    TEMPLATE = """SGD (Keras momentum convention) with decoupled weight decay and restarts ({framework}).
+    TEMPLATE = """SGD (Keras momentum) with decoupled weight decay and warm restarts ({framework}).
 
     ```
     velocity = mu velocity - eta lr_v g

@@ -290,8 +290,8 @@ class Keras2Adapter(OptimizerAdapter):
         path = None if s.bounds is not None else tf_paths.path(
             self._var_capabilities(var), s.decayed)
         if path not in (None, "tf_fused"):
-            update = Update(self._kind, var.handle, tuple(x.handle for x in self._slot_variables(var)),
-                            grad, s, self._kernel_hyper(fused))
+            slots = tuple(slot.handle for slot in self._slot_variables(var))
+            update = Update(self._kind, var.handle, slots, grad, s, self._kernel_hyper(fused))
             return tf_paths.apply(path, update)
         if not s.decayed:
             return self._apply_rule(grad, var, s, fused)

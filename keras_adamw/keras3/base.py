@@ -169,7 +169,8 @@ class Keras3Adapter(OptimizerAdapter):
         choice = self._kernel_paths[index]
         if choice is None:
             return False
-        update = Update(self._kind, variable, self._slot_variables(index), grad, scalars, self._kernel_hyper())
+        update = Update(self._kind, variable, self._slot_variables(index), grad, scalars,
+                        self._kernel_hyper())
         return kernels.apply(self, choice, update)
 
     def _assign_decayed(self, variable, theta, delta, scalars):
