@@ -1,0 +1,681 @@
+"""Helpers of the tests of both flavours: comparison, the oracle, data, models, steps.
+
+Nothing here imports a framework at module level: functions that build models
+take the Keras module (`keras` 3, or the Keras 2 package) as an argument, and
+TensorFlow or torch are imported where a function needs them. The optimizer rows
+are in `cases.py`.
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cases import INDEPENDENT
+from reference import ReferenceOptimizer, cosine_eta
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+
+# The hyperparameters TensorFlow holds as float32 (the Keras 2 flavour's
+# `_set_hyper`), and the betas TensorFlow's fused Adam kernels take as float32.
+FLOAT32_ALL = ("learning_rate", "beta_1", "beta_2", "epsilon", "momentum")
+FLOAT32_BETAS = ("beta_1", "beta_2")
+
+# Slot names: the oracle's, the Keras 3 optimizers' list attributes, Keras 2's slots.
+KERAS3_SLOTS = {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats",
+                "velocity": "momentums"}
+KERAS2_SLOTS = {"m": "m", "v": "v", "vhat": "vhat", "velocity": "momentum"}
+
+# The variables of the kernel-path tests, their settings, and the oracle's terms.
+KERNEL_SHAPES = {"a_kernel": (6, 5), "a_bias": (5,), "b_kernel": (5, 3), "table": (8, 3)}
+KERNEL_EXTRAS = {"lr_multipliers": {"b_": 2.0}, "weight_decays": {"a_kernel": (1e-3, 2e-2)},
+                 "weight_decay": 0.05, "exclude_from_weight_decay": ["bias"],
+                 "use_cosine_annealing": True, "total_iterations": 12}
+KERNEL_EXTRAS_ORACLE = {"multipliers": [1.0, 1.0, 2.0, 1.0],
+                        "l1_l2": [(1e-3, 2e-2), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)],
+                        "weight_decay": 0.05, "decay_mask": [True, False, True, True],
+                        "use_cosine_annealing": True, "total_iterations": 12}
+SPARSE_INDICES = np.array([1, 3, 1, 6, 3, 1])  # duplicates; rows 0, 2, 4, 5, 7 absent
+
+
+# ---- numbers --------------------------------------------------------------------------
+
+
+def f32(x):
+    """A hyperparameter as a float32 optimizer holds it, for the float64 oracle."""
+    return float(np.float32(x))
+
+
+def as_float64(value):
+    """A float64 numpy copy of a variable, tensor, array or number of any framework."""
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    elif hasattr(value, "numpy"):  # a variable, a TensorFlow or JAX tensor
+        value = value.numpy()
+    return np.array(value, np.float64)
+
+
+def assert_close(actual, expected, rtol=1e-5, floor=1e-6, what=""):
+    """`rtol` elementwise, with an absolute floor of `floor` times the tensor's scale.
+
+    float32 rounding of an O(1) variable over many steps is absolute, so an
+    element that crosses zero cannot meet a pure relative tolerance.
+
+    Args:
+        actual: ours (a variable, tensor, array or number of any framework).
+        expected: the reference's.
+        rtol: the relative tolerance.
+        floor: the absolute tolerance, as a fraction of `max |expected|`.
+        what: the failure message's name of the values.
+    """
+    expected = np.asarray(expected, np.float64)
+    atol = floor * float(np.max(np.abs(expected), initial=0.0))
+    np.testing.assert_allclose(as_float64(actual), expected, rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def max_relative_deviation(ours, theirs):
+    """`max |ours - theirs| / max |theirs|`."""
+    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+
+
+# ---- the oracle -------------------------------------------------------------------------
+
+
+def oracle_for(case, shapes, learning_rate=None, float32=(), **extra):
+    """The float64 oracle of a `cases.Case` row.
+
+    Args:
+        case: the row.
+        shapes: the variables' shapes.
+        learning_rate: the learning rate, else the row's (none with
+            `learning_rate_fn` in `extra`).
+        float32: names of hyperparameters to round to float32 first, as the
+            optimizer holds them (`FLOAT32_ALL`, `FLOAT32_BETAS`).
+        **extra: more oracle arguments (the extras' terms), over the row's.
+
+    Returns:
+        A `reference.ReferenceOptimizer`.
+    """
+    arguments = dict(case.oracle)
+    if "learning_rate_fn" not in extra:
+        arguments["learning_rate"] = case.learning_rate if learning_rate is None \
+            else learning_rate
+    arguments.update(extra)
+    for name in float32:
+        if arguments.get(name) is not None:
+            arguments[name] = f32(arguments[name])
+    return ReferenceOptimizer(case.optimizer, [tuple(s) for s in shapes], **arguments)
+
+
+def random_gradients(rng, shapes):
+    """float64 normal gradients of these shapes."""
+    return [rng.normal(size=tuple(shape)) for shape in shapes]
+
+
+def apply_gradients(optimizer, grads, variables):
+    """One update through `apply_gradients`, which both flavours have."""
+    optimizer.apply_gradients(zip(grads, variables))
+
+
+def train_with_oracle(optimizer, variables, oracle, steps, seed=0, step=None):
+    """`steps` updates with the same random gradients (float32 to ours) in both.
+
+    Args:
+        optimizer: ours.
+        variables: its variables.
+        oracle: the oracle, from `variables`' values.
+        steps: how many updates.
+        seed: the gradients' seed.
+        step: `grads -> None` applying float32 gradients to `variables`; by
+            default `apply_gradients`.
+
+    Returns:
+        The oracle's values after the updates.
+    """
+    params = [as_float64(v) for v in variables]
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        dense = random_gradients(rng, [p.shape for p in params])
+        grads = [g.astype("float32") for g in dense]
+        if step is None:
+            apply_gradients(optimizer, grads, variables)
+        else:
+            step(grads)
+        params = oracle.step(params, dense)
+    return params
+
+
+def slot_variables(optimizer, variables, name):
+    """Our slot `name` (the oracle's name) of each variable, in either flavour."""
+    if hasattr(optimizer, "get_slot"):
+        return [optimizer.get_slot(v, KERAS2_SLOTS[name]) for v in variables]
+    slots = getattr(optimizer, KERAS3_SLOTS[name])
+    return [slots[optimizer._get_variable_index(v)] for v in variables]
+
+
+def u_product(optimizer):
+    """NadamW's momentum-schedule product, in either flavour."""
+    if hasattr(optimizer, "_u_product"):
+        return optimizer._u_product
+    return optimizer._state_variables()["momentum_cache"]
+
+
+def assert_slots_match(optimizer, variables, oracle, case, what=""):
+    """Every slot of the row (`case.slots`) equals the oracle's."""
+    if hasattr(optimizer, "get_slot_names"):
+        assert sorted(optimizer.get_slot_names()) == sorted(
+            KERAS2_SLOTS[name] for name in case.slots), what
+    for name in case.slots:
+        for i, slot in enumerate(slot_variables(optimizer, variables, name)):
+            assert_close(slot, getattr(oracle, name)[i], what=f"{what} {name} of variable {i}")
+
+
+def assert_state_matches(optimizer, oracle, case):
+    """iterations, t_cur, eta_t, lr_t (and NadamW's u_product) equal the oracle's."""
+    assert int(as_float64(optimizer.iterations)) == oracle.iterations
+    assert int(as_float64(optimizer.t_cur)) == oracle.t_cur
+    assert_close(optimizer.eta_t, oracle.eta_t, what="eta_t")
+    assert_close(optimizer.lr_t, oracle.lr_t, what="lr_t")
+    if case.optimizer == "nadamw":
+        assert_close(u_product(optimizer), oracle.u_product, what="u_product")
+
+
+def assert_matches_oracle(optimizer, variables, oracle, params, case, what=""):
+    """Variables, slots and state of ours equal the oracle's (`params`: its values)."""
+    for i, (variable, expected) in enumerate(zip(variables, params)):
+        assert_close(variable, expected, what=f"{what} variable {i}")
+    assert_slots_match(optimizer, variables, oracle, case, what)
+    assert_state_matches(optimizer, oracle, case)
+
+
+# ---- variables, data and models ---------------------------------------------------------
+
+
+def make_variables(variable, shapes, dtype="float32", seed=0):
+    """Normal values of `shapes` (`{name: shape}`) as `variable(value, dtype, name)`."""
+    rng = np.random.default_rng(seed)
+    return [variable(rng.normal(size=shape).astype(dtype), dtype=dtype, name=name)
+            for name, shape in shapes.items()]
+
+
+def make_gradients(shapes, steps, seed=1, sparse_columns=2):
+    """Per step, float32 normal gradients of `shapes`, and values of `SPARSE_INDICES` rows.
+
+    Returns:
+        `(dense, sparse)`: `dense[step]` a list per variable, `sparse[step]` an
+        array of `(len(SPARSE_INDICES), sparse_columns)`.
+    """
+    rng = np.random.default_rng(seed)
+    dense = [[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(steps)]
+    sparse = [rng.normal(size=(len(SPARSE_INDICES), sparse_columns)).astype("float32")
+              for _ in range(steps)]
+    return dense, sparse
+
+
+def indexed_slices(values, shape, dtype="float32"):
+    """A `tf.IndexedSlices` of `values` at `SPARSE_INDICES` (repeated rows) of `shape`."""
+    import tensorflow as tf
+
+    return tf.IndexedSlices(tf.constant(values, dtype), tf.constant(SPARSE_INDICES),
+                            tf.constant(shape, tf.int64))
+
+
+def make_step(optimizer, variables, mode="eager"):
+    """`step(grads)`: one `apply_gradients`, eager, in a `tf.function` or `jit_compile`.
+
+    Args:
+        optimizer: the optimizer.
+        variables: the variables the gradients are for.
+        mode: "eager", "function" or "jit".
+    """
+    def step(grads):
+        apply_gradients(optimizer, grads, variables)
+
+    if mode == "eager":
+        return step
+    import tensorflow as tf
+
+    return tf.function(step, jit_compile=mode == "jit")
+
+
+def fit_data(n=16, seed=0, features=4, outputs=2):
+    """float32 normal `(x, y)` of `n` samples."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, features)).astype("float32"),
+            rng.normal(size=(n, outputs)).astype("float32"))
+
+
+def small_model(keras, seed=0, with_embedding=False):
+    """Two named Dense layers (`dense_1`, tanh, then `dense_2`), optionally an Embedding.
+
+    Args:
+        keras: `keras` 3 or the Keras 2 package.
+        seed: the initial weights' seed.
+        with_embedding: int32 inputs of 5 through an `embedding` of 12 x 4.
+    """
+    keras.utils.set_random_seed(seed)
+    if with_embedding:
+        inputs = keras.Input((5,), dtype="int32")
+        x = keras.layers.Embedding(12, 4, name="embedding")(inputs)
+        x = keras.layers.Flatten()(x)
+    else:
+        inputs = keras.Input((4,))
+        x = inputs
+    x = keras.layers.Dense(6, activation="tanh", name="dense_1")(x)
+    outputs = keras.layers.Dense(2, name="dense_2")(x)
+    return keras.Model(inputs, outputs)
+
+
+def dense_layers(keras):
+    """`dense_1` (tanh, L2 1e-3 on the kernel) and `dense_2` (L1 1e-3): regularized."""
+    return [keras.layers.Dense(5, activation="tanh", name="dense_1",
+                               kernel_regularizer=keras.regularizers.l2(1e-3)),
+            keras.layers.Dense(2, name="dense_2",
+                               kernel_regularizer=keras.regularizers.l1(1e-3))]
+
+
+def model_builders(keras):
+    """`{kind: () -> model}` of the round trips: `sequential`, `functional`, `nested`."""
+    def sequential():
+        return keras.Sequential([keras.Input((4,)), *dense_layers(keras)])
+
+    def functional():
+        inputs = keras.Input((4,))
+        first, second = dense_layers(keras)
+        return keras.Model(inputs, second(first(inputs)))
+
+    def nested():
+        inner = keras.Sequential([keras.Input((4,)), dense_layers(keras)[0]], name="inner")
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, dense_layers(keras)[1](inner(inputs)), name="outer")
+
+    return {"sequential": sequential, "functional": functional, "nested": nested}
+
+
+def subclassed_model_class(keras):
+    """A subclassed model of the two regularized Dense layers as attributes.
+
+    Its config holds the penalties the layers have now, so the penalties that
+    `model=` zeroed stay zero when `load_model` rebuilds it (a model that
+    re-creates `l2(1e-3)` in `__init__` would apply the loss penalty again:
+    docs/pages/matching.md).
+    """
+    class Subclassed(keras.Model):
+        def __init__(self, l2=1e-3, l1=1e-3, **kwargs):
+            super().__init__(**kwargs)
+            self.dense_1 = keras.layers.Dense(5, activation="tanh", name="dense_1",
+                                              kernel_regularizer=keras.regularizers.l2(l2))
+            self.dense_2 = keras.layers.Dense(2, name="dense_2",
+                                              kernel_regularizer=keras.regularizers.l1(l1))
+
+        def call(self, inputs):
+            return self.dense_2(self.dense_1(inputs))
+
+        def get_config(self):
+            return {"l2": float(self.dense_1.kernel_regularizer.l2),
+                    "l1": float(self.dense_2.kernel_regularizer.l1)}
+
+    return Subclassed
+
+
+def built(model):
+    """The model, called once on a batch of zeros of 4 features."""
+    model(np.zeros((1, 4), "float32"))
+    return model
+
+
+ROUND_TRIP_BATCH = 4
+
+
+def round_trip_data():
+    """The round trips' 6 batches of `ROUND_TRIP_BATCH`."""
+    return fit_data(6 * ROUND_TRIP_BATCH, seed=1)
+
+
+def train_batches(model, batches, data=round_trip_data, batch_size=ROUND_TRIP_BATCH):
+    """`train_on_batch` on the given batch numbers of `data()`."""
+    x, y = data()
+    for b in batches:
+        model.train_on_batch(x[batch_size * b:batch_size * (b + 1)],
+                             y[batch_size * b:batch_size * (b + 1)])
+
+
+def assert_every_setting_applies(rules):
+    """The rules `{layer/weight: rule}` of the round trips' optimizer (`lr_multipliers`
+    {"dense_1": 0.5}, layer-wise decay 0.8, `model=` decays, `weight_decay` without
+    biases) differ where the settings say: the round trips compare something."""
+    assert rules["dense_1/kernel"].multiplier == pytest.approx(0.5 * 0.8)
+    assert rules["dense_2/kernel"].multiplier == 1.0
+    assert rules["dense_1/kernel"].l2 > 0 and rules["dense_2/kernel"].l1 > 0
+    assert rules["dense_1/bias"].decay_lambda == 0 and rules["dense_2/kernel"].decay_lambda > 0
+
+
+def crash_at(callback, epoch, batch):
+    """A callback (subclass of `callback`) raising before `batch` of `epoch`: preemption."""
+    class CrashAt(callback):
+        def __init__(self):
+            super().__init__()
+            self.epoch = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch_now, logs=None):
+            if (self.epoch, batch_now) == (epoch, batch):
+                raise RuntimeError("simulated preemption")
+
+    return CrashAt()
+
+
+# ---- monitoring -------------------------------------------------------------------------
+
+WARMUP_VALUES = [(1e-2, [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2]),
+                 ("exponential", [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 5e-3])]
+WARMUP_BAD_ARGUMENTS = [({"schedule": -1.0, "warmup_steps": 2}, ValueError, "schedule"),
+                        ({"schedule": 0.1, "warmup_steps": 1.5}, TypeError, "warmup_steps"),
+                        ({"schedule": 0.1, "warmup_steps": 2, "initial": -1}, ValueError,
+                         "initial")]
+MONITOR_KEYS = {"lr", "lr_t", "eta_t", "t_cur", "eff_lr_mean/dense_1", "eff_lr_max/dense_1",
+                "eff_lr_mean/dense_2", "eff_lr_max/dense_2"}
+
+
+def check_warmup(warmup, keras, target, expected):
+    """`WarmUp(target, 4)` gives `expected` (`target` "exponential": halving per step)."""
+    if target == "exponential":
+        target = keras.optimizers.schedules.ExponentialDecay(1e-2, 1, 0.5)
+    values = [float(as_float64(warmup(target, warmup_steps=4)(step))) for step in range(6)]
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+    assert float(as_float64(warmup(target, 4, initial=1e-3)(2))) == pytest.approx(5.5e-3)
+    assert float(as_float64(warmup(target, 0)(0))) == pytest.approx(1e-2)
+
+
+def fit_with_monitor(model, monitor, csv_logger, path):
+    """Two epochs of 4 updates, logged by `monitor` and `csv_logger(path)`.
+
+    Returns:
+        `(history, rows)`: the `fit` history and the CSV file's rows.
+    """
+    import csv
+
+    x, y = fit_data()
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+                        callbacks=[monitor, csv_logger(str(path))])
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return history, rows
+
+
+def check_monitor_logs(history, monitor, rows):
+    """AdamW(WarmUp(1e-2, 2), cosine cycle of 3) over `fit_with_monitor`: the logs."""
+    assert MONITOR_KEYS <= set(history.history)
+    assert history.history["t_cur"] == [1, 2]  # 4 then 8 updates, cycle of 3
+    np.testing.assert_allclose(history.history["lr"], [1e-2, 1e-2], rtol=1e-6)
+    np.testing.assert_allclose(history.history["eta_t"], [0.5, 0.0], atol=1e-6)
+    assert monitor.history["iterations"] == list(range(1, 9))
+    np.testing.assert_allclose(monitor.history["eta_t"], [0.5, 0, 1] * 2 + [0.5, 0],
+                               atol=1e-6)
+    assert len(rows) == 2 and MONITOR_KEYS <= set(rows[0])
+    assert float(rows[1]["lr_t"]) == pytest.approx(history.history["lr_t"][1])
+    for row in rows:
+        assert float(row["eff_lr_max/dense_1"]) >= float(row["eff_lr_mean/dense_1"]) > 0
+
+
+# ---- subprocesses -----------------------------------------------------------------------
+
+
+def subprocess_environment(*paths, **extra):
+    """The environment of a test's subprocess: the repository, the tests and `paths`
+    on PYTHONPATH, TensorFlow quiet, and `extra`."""
+    path = os.pathsep.join([ROOT, TESTS, *paths])
+    return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def parse_result(stdout, stderr):
+    """The JSON after the last `RESULT` line of a subprocess's output."""
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT")]
+    assert lines, stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT"):])
+
+
+def run_script(script, *args, env=None, timeout=300):
+    """`python -c script args...` in the repository; its `RESULT`."""
+    out = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=timeout, check=False,
+                         env=subprocess_environment() if env is None else env)
+    return parse_result(out.stdout, out.stderr)
+
+
+def free_ports(count):
+    """`count` free local TCP ports."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_workers(script, workdir, timeout, **env):
+    """Two `MultiWorkerMirroredStrategy` workers of `script` on local ports; their results."""
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = []
+    try:
+        for index in range(2):
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            workers.append(subprocess.Popen(
+                [sys.executable, "-c", script, str(workdir)], cwd=ROOT,
+                env=subprocess_environment(TF_CONFIG=config, **env), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True))
+        return [parse_result(*worker.communicate(timeout=timeout)) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+
+
+def mlp_gradients(params, x, y):
+    """Gradients of `mean((tanh(x w1 + b1) w2 + b2 - y)^2)`, float64 numpy."""
+    w1, b1, w2, b2 = params
+    hidden = np.tanh(x @ w1 + b1)
+    residual = 2.0 * (hidden @ w2 + b2 - y) / y.size
+    d_hidden = (residual @ w2.T) * (1.0 - hidden ** 2)
+    return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ residual, residual.sum(0)]
+
+
+def mlp_oracle_run(oracle, initial, steps, batch, features, outputs):
+    """The oracle trained as the distributed tests' two-layer model on `fit_data`.
+
+    Returns:
+        The oracle's parameters and its `t_cur` after each update.
+    """
+    x, y = (a.astype(np.float64) for a in fit_data(steps * batch, 0, features, outputs))
+    params = [np.array(p, np.float64) for p in initial]
+    trace = []
+    for step in range(steps):
+        rows = slice(step * batch, (step + 1) * batch)
+        params = oracle.step(params, mlp_gradients(params, x[rows], y[rows]))
+        trace.append(oracle.t_cur)
+    return params, trace
+
+
+# ---- independent references (torch.optim, float64) --------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Noisy quadratic `0.5 |theta - target|^2`, gradients `theta - target + noise_k`."""
+
+    init: tuple
+    target: tuple
+    noise: tuple  # per step, per variable
+
+    def gradients(self, step, values):
+        """The gradients of update `step` at `values`."""
+        return [v - t + n for v, t, n in zip(values, self.target, self.noise[step])]
+
+
+def make_problem(seed=0, steps=INDEPENDENT["steps"]):
+    """A `Problem` of a (3, 4) `kernel` and a (4,) `bias`."""
+    rng = np.random.default_rng(seed)
+    shapes = ((3, 4), (4,))
+    return Problem(tuple(rng.normal(size=s) for s in shapes),
+                   tuple(rng.normal(size=s) for s in shapes),
+                   tuple(tuple(0.3 * rng.normal(size=s) for s in shapes)
+                         for _ in range(steps)))
+
+
+def flat(values):
+    """One float64 vector of all the values."""
+    return np.concatenate([np.ravel(as_float64(v)) for v in values])
+
+
+@contextlib.contextmanager
+def torch_float64():
+    """Float64 scalar state too (NAdam's `mu_product` follows the default dtype)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def run_torch(make_optimizer, problem, before_step=None, scale_gradients=None):
+    """Trajectory (steps x elements) of a `torch.optim` optimizer (float64) on `problem`.
+
+    Args:
+        make_optimizer: `[kernel, bias] -> torch.optim.Optimizer`.
+        problem: the `Problem`.
+        before_step: optional `(optimizer, step) -> None`, e.g. sets lr or eps.
+        scale_gradients: optional `step -> factor` multiplying the gradients.
+    """
+    import torch
+
+    with torch_float64():
+        params = [torch.tensor(x, requires_grad=True) for x in problem.init]
+        optimizer = make_optimizer(params)
+        trajectory = []
+        for step in range(len(problem.noise)):
+            grads = problem.gradients(step, [p.detach().numpy() for p in params])
+            factor = 1.0 if scale_gradients is None else scale_gradients(step)
+            for p, g in zip(params, grads):
+                p.grad = torch.tensor(g * factor)
+            if before_step is not None:
+                before_step(optimizer, step)
+            optimizer.step()
+            trajectory.append(flat(p.detach() for p in params))
+    return np.stack(trajectory)
+
+
+def run_ours(optimizer, problem, variable, step=None):
+    """Trajectory of our optimizer on `problem`, each step's gradients from its values.
+
+    Args:
+        optimizer: ours.
+        problem: the `Problem`.
+        variable: `(value, name) -> variable` of the flavour and dtype.
+        step: `(grads, variables) -> None` applying float64 numpy gradients;
+            by default `apply_gradients`.
+    """
+    variables = [variable(x, name) for x, name in zip(problem.init, ("kernel", "bias"))]
+    trajectory = []
+    for k in range(len(problem.noise)):
+        grads = problem.gradients(k, [as_float64(v) for v in variables])
+        if step is None:
+            apply_gradients(optimizer, grads, variables)
+        else:
+            step(grads, variables)
+        trajectory.append(flat(variables))
+    return np.stack(trajectory)
+
+
+def eta(step):
+    """The cosine multiplier of independent update `step` (0-based), restarting."""
+    cycle, eta_min = INDEPENDENT["cycle"], INDEPENDENT["eta_min"]
+    return cosine_eta(step % cycle, cycle, eta_min, 1.0)
+
+
+def torch_references(beta_1=0.9, beta_2=0.999, momentum=0.9):
+    """`{name: problem -> trajectory}`: the torch references of `cases.INDEPENDENT`
+    with these betas and momentum (as our optimizer holds them).
+
+    The conventions (docstring of tests/keras3/test_independent_references.py):
+    torch's epsilon is `eps / sqrt(1 - b2^t)`, set before every step; cosine
+    annealing is torch's lr `lr eta_t`; the paper decay `(0, l2)` of `kernel` is
+    torch's `weight_decay = l2 sqrt(1/T) / lr` on its group; Keras momentum under
+    a changing lr is torch `SGD(lr=1)` fed `eta_t lr g`.
+    """
+    import torch
+
+    lr, eps, wd = INDEPENDENT["learning_rate"], INDEPENDENT["epsilon"], INDEPENDENT["weight_decay"]
+    adam = {"betas": (beta_1, beta_2), "eps": eps, "foreach": False}
+
+    def keras_epsilon(optimizer, step):
+        for group in optimizer.param_groups:
+            group["eps"] = eps / math.sqrt(1.0 - beta_2 ** (step + 1))
+
+    def annealed_lr(optimizer, step):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * eta(step)
+
+    def annealed_keras_epsilon(optimizer, step):
+        keras_epsilon(optimizer, step)
+        annealed_lr(optimizer, step)
+
+    def adamw(problem, amsgrad=False, hook=keras_epsilon):
+        return run_torch(lambda p: torch.optim.AdamW(
+            p, lr=lr, weight_decay=wd, amsgrad=amsgrad, **adam), problem, hook)
+
+    def adamw_paper_decay(problem):
+        kernel_decay = INDEPENDENT["l2"] * math.sqrt(1.0 / len(problem.noise)) / lr
+        return run_torch(lambda p: torch.optim.AdamW(
+            [{"params": [p[0]], "weight_decay": kernel_decay},
+             {"params": [p[1]], "weight_decay": 0.0}], lr=lr, **adam),
+            problem, keras_epsilon)
+
+    def nadam(problem, hook=None):
+        return run_torch(lambda p: torch.optim.NAdam(
+            p, lr=lr, weight_decay=wd, momentum_decay=4e-3, decoupled_weight_decay=True,
+            **adam), problem, hook)
+
+    def sgd(problem, momentum_=momentum, nesterov=False, weight_decay=0.0, hook=None):
+        return run_torch(lambda p: torch.optim.SGD(
+            p, lr=5 * lr, momentum=momentum_, nesterov=nesterov, weight_decay=weight_decay,
+            foreach=False), problem, hook)
+
+    def sgd_keras_momentum(problem, nesterov=False):
+        return run_torch(lambda p: torch.optim.SGD(
+            p, lr=1.0, momentum=momentum, nesterov=nesterov, foreach=False), problem,
+            scale_gradients=lambda step: 5 * lr * eta(step))
+
+    def sgd_annealed_lr(optimizer, step):
+        optimizer.param_groups[0].update(lr=5 * lr * eta(step))
+
+    return {
+        "torch.AdamW": adamw,
+        "torch.AdamW(amsgrad)": lambda p: adamw(p, amsgrad=True),
+        "torch.AdamW(lr*eta_t)": lambda p: adamw(p, hook=annealed_keras_epsilon),
+        "torch.AdamW(l2*sqrt(1/T)/lr)": adamw_paper_decay,
+        "torch.AdamW(constant eps)": lambda p: adamw(p, hook=None),
+        "torch.NAdam": nadam,
+        "torch.NAdam(lr*eta_t)": lambda p: nadam(p, hook=annealed_lr),
+        "torch.SGD": sgd,
+        "torch.SGD(nesterov)": lambda p: sgd(p, nesterov=True),
+        "torch.SGD(weight_decay)": lambda p: sgd(p, momentum_=0.0, weight_decay=wd),
+        "torch.SGD(lr*eta_t)": lambda p: sgd(p, hook=sgd_annealed_lr),
+        "torch.SGD(lr=1, eta_t*lr*g)": sgd_keras_momentum,
+        "torch.SGD(lr=1, eta_t*lr*g, nesterov)": lambda p: sgd_keras_momentum(
+            p, nesterov=True),
+    }
