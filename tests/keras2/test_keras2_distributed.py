@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 import numpy as np
-from keras2_helpers import assert_close, f32
+from helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import AdamW, NadamW

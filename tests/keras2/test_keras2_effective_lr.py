@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from bound_cases import BOUNDS, upper_bound
-from keras2_helpers import assert_close, f32
+from helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW

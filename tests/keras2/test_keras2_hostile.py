@@ -23,7 +23,7 @@ What each case does (the same as tf_keras's own optimizers unless said):
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import f32
+from helpers import f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from keras2_helpers import f32
+from helpers import f32
 from reference import cosine_eta
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW

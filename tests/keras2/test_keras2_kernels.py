@@ -10,10 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import assert_close
+from helpers import assert_close
 
-from keras_adamw.kernels import tf_compiled as kernels
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.kernels import tf_compiled as kernels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPE = (6, 4)

@@ -5,7 +5,7 @@ Same checks as tests/keras3/test_layerwise.py, against the float64 oracle.
 import numpy as np
 import pytest
 import reference
-from keras2_helpers import assert_close, f32
+from helpers import assert_close, f32
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.keras2.framework import (

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import f32
+from helpers import f32
 from reference import ReferenceOptimizer
 
 from keras_adamw.keras2 import SGDW, AdamW, NadamW

@@ -8,7 +8,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from keras2_helpers import assert_close, small_adamw, train_small_model
+from helpers import assert_close
+from keras2_helpers import small_adamw, train_small_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import assert_close, f32
+from helpers import assert_close, f32
 from reference import ReferenceOptimizer
 
 import keras_adamw

@@ -19,10 +19,13 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import assert_close, needs_custom_calls
+from helpers import assert_close
+from keras2_helpers import needs_custom_calls
 
-from keras_adamw.kernels import tf_native as native, build as native_build, tf_compiled as tf_kernels
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.kernels import build as native_build
+from keras_adamw.kernels import tf_compiled as tf_kernels
+from keras_adamw.kernels import tf_native as native
 from keras_adamw.kernels import tf_xla_calls as xla_calls
 
 SHAPE = (300, 7)
