@@ -679,3 +679,51 @@ def torch_references(beta_1=0.9, beta_2=0.999, momentum=0.9):
         "torch.SGD(lr=1, eta_t*lr*g, nesterov)": lambda p: sgd_keras_momentum(
             p, nesterov=True),
     }
+
+
+# ---- effective learning rate --------------------------------------------------------------
+
+EFFECTIVE_LR_STEPS = 8
+EFFECTIVE_LR_MULTIPLIERS = [1.0, 1.0, 0.5, 0.5]  # lr_multipliers={"dense_2": 0.5}
+
+
+def check_effective_lr(case, bounds, module, variables, float32=()):
+    """The row's optimizer with `effective_lr_bounds=bounds`, a multiplier and a Keras
+    decay: variables, slots and per-element effective learning rates equal the oracle's.
+
+    Args:
+        case: the `cases.Case` row.
+        bounds: `effective_lr_bounds`.
+        module: where the optimizer classes are.
+        variables: `small_model`'s trainable variables.
+        float32: the oracle's float32 hyperparameters (`oracle_for`).
+    """
+    optimizer = case.make(module, effective_lr_bounds=bounds, lr_multipliers={"dense_2": 0.5},
+                          weight_decay=0.1)
+    oracle = oracle_for(case, [v.shape for v in variables], float32=float32,
+                        multipliers=EFFECTIVE_LR_MULTIPLIERS, weight_decay=0.1,
+                        effective_lr_bounds=bounds)
+    params = train_with_oracle(optimizer, variables, oracle, EFFECTIVE_LR_STEPS)
+    for i, (variable, expected) in enumerate(zip(variables, params)):
+        assert_close(variable, expected, what=variable.name)
+        rate = as_float64(optimizer.effective_learning_rate(variable))
+        assert rate.shape == tuple(variable.shape)
+        assert_close(rate, oracle.effective_learning_rate(i, EFFECTIVE_LR_MULTIPLIERS[i]),
+                     rtol=2e-5, floor=0.0, what=f"effective lr of {variable.name}")
+    assert_slots_match(optimizer, variables, oracle, case)
+
+
+def assert_bounds_active(optimizer, variables):
+    """Unbounded rates of `check_effective_lr`'s setup cross both bounds of
+    `cases.BOUNDS` (so clipping is tested)."""
+    from cases import BOUNDS, upper_bound
+
+    rng = np.random.default_rng(0)
+    for _ in range(EFFECTIVE_LR_STEPS):
+        apply_gradients(optimizer, [rng.normal(size=v.shape).astype("float32")
+                                    for v in variables], variables)
+    rates = np.concatenate([np.ravel(as_float64(optimizer.effective_learning_rate(v)))
+                            for v in variables])
+    lower, upper = BOUNDS["both"]
+    assert rates.min() < lower and rates.max() > upper
+    assert rates.max() > upper_bound(EFFECTIVE_LR_STEPS - 1)
