@@ -114,6 +114,32 @@ def oracle_for(case, shapes, learning_rate=None, float32=(), **extra):
     return ReferenceOptimizer(case.optimizer, [tuple(s) for s in shapes], **arguments)
 
 
+def check_against_oracle(optimizer, case, variables, steps, float32=(), learning_rate=None,
+                         **oracle_extra):
+    """`steps` random updates of ours and the oracle: variables and slots agree.
+
+    Args:
+        optimizer: ours, of row `case`, for `variables`.
+        case: the `cases.Case` row.
+        variables: the variables.
+        steps: how many updates.
+        float32: the oracle's float32 hyperparameters (`oracle_for`).
+        learning_rate: the oracle's learning rate, else the row's.
+        **oracle_extra: the oracle's terms of the optimizer's extra settings.
+
+    Returns:
+        The oracle.
+    """
+    oracle = oracle_for(case, [v.shape for v in variables], learning_rate, float32,
+                        **oracle_extra)
+    params = train_with_oracle(optimizer, variables, oracle, steps)
+    for variable, expected in zip(variables, params):
+        assert_close(variable, expected, what=variable.name)
+    # Second moments do not cross zero: an absolute floor of 1e-9 at their scale.
+    assert_slots_match(optimizer, variables, oracle, case, floors={"v": 1e-7, "vhat": 1e-7})
+    return oracle
+
+
 def random_gradients(rng, shapes):
     """float64 normal gradients of these shapes."""
     return [rng.normal(size=tuple(shape)) for shape in shapes]
@@ -167,14 +193,16 @@ def u_product(optimizer):
     return optimizer._state_variables()["momentum_cache"]
 
 
-def assert_slots_match(optimizer, variables, oracle, case, what=""):
-    """Every slot of the row (`case.slots`) equals the oracle's."""
+def assert_slots_match(optimizer, variables, oracle, case, what="", floors=None):
+    """Every slot of the row (`case.slots`) equals the oracle's (`assert_close`;
+    `floors`: `{slot: floor}` where not the default)."""
     if hasattr(optimizer, "get_slot_names"):
         assert sorted(optimizer.get_slot_names()) == sorted(
             KERAS2_SLOTS[name] for name in case.slots), what
     for name in case.slots:
         for i, slot in enumerate(slot_variables(optimizer, variables, name)):
-            assert_close(slot, getattr(oracle, name)[i], what=f"{what} {name} of variable {i}")
+            assert_close(slot, getattr(oracle, name)[i], floor=(floors or {}).get(name, 1e-6),
+                         what=f"{what} {name} of variable {i}")
 
 
 def assert_state_matches(optimizer, oracle, case):
