@@ -521,6 +521,15 @@ def mlp_gradients(params, x, y):
     return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ residual, residual.sum(0)]
 
 
+# The distributed tests' settings in the oracle's terms: dense_1/kernel, dense_1/bias,
+# dense_2/kernel, dense_2/bias (lr_multipliers {"dense_1": 0.5}, (0, 0.1) on
+# dense_2/kernel, weight_decay 0.05 without biases, cosine cycle of 4).
+MLP_EXTRAS_ORACLE = {"multipliers": [0.5, 0.5, 1.0, 1.0],
+                     "l1_l2": [(0, 0), (0, 0), (0, 0.1), (0, 0)], "weight_decay": 0.05,
+                     "decay_mask": [True, False, True, False], "total_iterations": 4,
+                     "use_cosine_annealing": True}
+
+
 def mlp_oracle_run(oracle, initial, steps, batch, features, outputs):
     """The oracle trained as the distributed tests' two-layer model on `fit_data`.
 
