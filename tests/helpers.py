@@ -402,6 +402,20 @@ def crash_at(callback, epoch, batch):
     return CrashAt()
 
 
+def t_cur_trace(callback):
+    """A callback (subclass of `callback`) listing the optimizer's t_cur after each
+    batch in `.trace`."""
+    class TCurTrace(callback):
+        def __init__(self):
+            super().__init__()
+            self.trace = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.trace.append(int(as_float64(self.model.optimizer.t_cur)))
+
+    return TCurTrace()
+
+
 # ---- monitoring -------------------------------------------------------------------------
 
 WARMUP_VALUES = [(1e-2, [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2]),

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 import keras_adamw.keras2
 from keras_adamw.keras2.framework import keras2 as tf_keras
-from helpers import fit_data
+from helpers import fit_data, t_cur_trace
 
 STEPS, GLOBAL_BATCH = {STEPS}, {GLOBAL_BATCH}
 x, y = fit_data(STEPS * GLOBAL_BATCH, features=3, outputs=1)
@@ -58,18 +58,9 @@ def compiled_model(name):
     return model
 
 
-class TCurTrace(tf_keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.trace = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.trace.append(int(get(self.model.optimizer.t_cur)))
-
-
 def train(model, inputs, path, **fit_options):
     initial = [w.tolist() for w in model.get_weights()]
-    trace = TCurTrace()
+    trace = t_cur_trace(tf_keras.callbacks.Callback)
     model.fit(inputs, epochs=1, verbose=0, callbacks=[trace], **fit_options)
     model.save(path)
     optimizer = model.optimizer

@@ -44,7 +44,7 @@ PRELUDE = f"""
 import json, os, sys
 import numpy as np
 import keras
-from helpers import fit_data, small_model
+from helpers import fit_data, small_model, t_cur_trace
 import keras_adamw
 from keras_adamw.utils import K_eval
 
@@ -64,23 +64,14 @@ def values(variables):
     return [np.asarray(K_eval(v), np.float64).tolist() for v in variables]
 
 
-def report(model, optimizer, t_cur_trace, initial):
+def report(model, optimizer, trace, initial):
     return {{"initial": initial, "weights": values(model.trainable_variables),
-            "optimizer": values(optimizer.variables), "t_cur_trace": t_cur_trace}}
-
-
-class TCurTrace(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.trace = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.trace.append(int(K_eval(self.model.optimizer.t_cur)))
+            "optimizer": values(optimizer.variables), "t_cur_trace": trace}}
 
 
 def fit(model, optimizer):
     initial = values(model.trainable_variables)
-    trace = TCurTrace()
+    trace = t_cur_trace(keras.callbacks.Callback)
     model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0,
               callbacks=[trace])
     return report(model, optimizer, trace.trace, initial)
