@@ -327,13 +327,17 @@ def model_builders(keras):
     return {"sequential": sequential, "functional": functional, "nested": nested}
 
 
-def subclassed_model_class(keras):
+def subclassed_model_class(keras, base_config=False):
     """A subclassed model of the two regularized Dense layers as attributes.
 
     Its config holds the penalties the layers have now, so the penalties that
     `model=` zeroed stay zero when `load_model` rebuilds it (a model that
     re-creates `l2(1e-3)` in `__init__` would apply the loss penalty again:
     docs/pages/matching.md).
+
+    Args:
+        keras: `keras` 3 or the Keras 2 package.
+        base_config: whether the config holds `keras.Model`'s too (Keras 3).
     """
     class Subclassed(keras.Model):
         def __init__(self, l2=1e-3, l1=1e-3, **kwargs):
@@ -347,7 +351,8 @@ def subclassed_model_class(keras):
             return self.dense_2(self.dense_1(inputs))
 
         def get_config(self):
-            return {"l2": float(self.dense_1.kernel_regularizer.l2),
+            base = super().get_config() if base_config else {}
+            return {**base, "l2": float(self.dense_1.kernel_regularizer.l2),
                     "l1": float(self.dense_2.kernel_regularizer.l1)}
 
     return Subclassed
