@@ -54,9 +54,11 @@ def f32(x):
 
 def as_float64(value):
     """A float64 numpy copy of a variable, tensor, array or number of any framework."""
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    elif hasattr(value, "numpy"):  # a variable, a TensorFlow or JAX tensor
+    if hasattr(value, "value") and hasattr(value, "path"):  # a Keras 3 variable
+        value = value.value
+    if hasattr(value, "detach"):  # a torch tensor (bfloat16 too)
+        value = value.detach().cpu().double().numpy()
+    elif hasattr(value, "numpy"):  # a TensorFlow variable or tensor
         value = value.numpy()
     return np.array(value, np.float64)
 
@@ -407,6 +409,68 @@ def crash_at(callback, epoch, batch):
     return CrashAt()
 
 
+LOW_PRECISION_EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+
+
+def train_low_precision(case, module, variable, tensor, dtype, steps=8, float32=(),
+                        configure=None):
+    """`steps` updates of two variables of `dtype` (both decays, cosine restarts
+    every 4) with gradients of magnitude 0.1 to 1, and of the oracle with the
+    gradients as rounded to `dtype`.
+
+    Args:
+        case: the `cases.Case` row.
+        module: where the optimizer classes are.
+        variable: `(value, dtype, name) -> variable` of the flavour.
+        tensor: `(value, dtype) -> tensor` of the flavour.
+        dtype: "float16" or "bfloat16".
+        steps: how many updates.
+        float32: the oracle's float32 hyperparameters (`oracle_for`).
+        configure: optional `optimizer -> None` before the first update.
+
+    Returns:
+        `(optimizer, oracle, variables, params)`, `params` the oracle's values.
+    """
+    shapes = [(6, 4), (4,)]
+    rng = np.random.default_rng(0)
+    variables = [variable(rng.normal(size=s), dtype=dtype, name=f"v{i}")
+                 for i, s in enumerate(shapes)]
+    params = [as_float64(v) for v in variables]
+    decays = {"weight_decay": 0.1, "total_iterations": 4, "use_cosine_annealing": True}
+    optimizer = case.make(module, learning_rate=0.05, weight_decays={"v0": (0, 0.02)},
+                          **decays)
+    if configure is not None:
+        configure(optimizer)
+    oracle = oracle_for(case, shapes, learning_rate=0.05, float32=float32,
+                        l1_l2=[(0, 0.02), (0, 0)], **decays)
+    for _ in range(steps):
+        grads = [tensor(rng.choice([-1, 1], size=s) * rng.uniform(0.1, 1, size=s), dtype)
+                 for s in shapes]
+        apply_gradients(optimizer, grads, variables)
+        params = oracle.step(params, [as_float64(g) for g in grads])
+    return optimizer, oracle, variables, params
+
+
+def assert_low_precision_close(variables, params, dtype):
+    """Finite, and within 4 eps of `dtype` of the largest value of the oracle's."""
+    for variable, expected in zip(variables, params):
+        actual = as_float64(variable)
+        assert np.all(np.isfinite(actual))
+        # Measured: at most 2.3 eps of the largest value on every backend.
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=4 * LOW_PRECISION_EPSILON[
+            dtype] * np.max(np.abs(expected)))
+
+
+@contextlib.contextmanager
+def policy_scope(set_policy, name):
+    """`set_policy(name)` (a dtype policy) in the block, `float32` after it."""
+    set_policy(name)
+    try:
+        yield
+    finally:
+        set_policy("float32")
+
+
 def t_cur_trace(callback):
     """A callback (subclass of `callback`) listing the optimizer's t_cur after each
     batch in `.trace`."""
@@ -443,11 +507,12 @@ def check_warmup(warmup, keras, target, expected):
     assert float(as_float64(warmup(target, 0)(0))) == pytest.approx(1e-2)
 
 
-def fit_with_monitor(model, monitor, csv_logger, path):
-    """Two epochs of 4 updates, logged by `monitor` and `csv_logger(path)`.
+def fit_and_check_monitor_logs(model, monitor, csv_logger, path):
+    """Two epochs of 4 updates of a model compiled with AdamW(WarmUp(1e-2, 2), cosine
+    cycle of 3), logged by `monitor` and `csv_logger(path)`: the logs.
 
     Returns:
-        `(history, rows)`: the `fit` history and the CSV file's rows.
+        The `fit` history.
     """
     import csv
 
@@ -456,11 +521,6 @@ def fit_with_monitor(model, monitor, csv_logger, path):
                         callbacks=[monitor, csv_logger(str(path))])
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return history, rows
-
-
-def check_monitor_logs(history, monitor, rows):
-    """AdamW(WarmUp(1e-2, 2), cosine cycle of 3) over `fit_with_monitor`: the logs."""
     assert MONITOR_KEYS <= set(history.history)
     assert history.history["t_cur"] == [1, 2]  # 4 then 8 updates, cycle of 3
     np.testing.assert_allclose(history.history["lr"], [1e-2, 1e-2], rtol=1e-6)
@@ -472,6 +532,34 @@ def check_monitor_logs(history, monitor, rows):
     assert float(rows[1]["lr_t"]) == pytest.approx(history.history["lr_t"][1])
     for row in rows:
         assert float(row["eff_lr_max/dense_1"]) >= float(row["eff_lr_mean/dense_1"]) > 0
+    return history
+
+
+NEW_ARGUMENTS = {
+    "layerwise_lr_decay": {"dense_1": 0.25, r"^dense_2/bias$": 1.0},
+    "effective_lr_bounds": (1e-4, 0.05),
+}
+
+
+def check_new_arguments_survive_get_config(cls, warmup, learning_rate_of):
+    """`layerwise_lr_decay`, `effective_lr_bounds` and a `WarmUp` learning rate of
+    `cls` come back from its config.
+
+    Args:
+        cls: the optimizer class.
+        warmup: the flavour's `WarmUp`.
+        learning_rate_of: `optimizer -> its learning rate object`.
+    """
+    optimizer = cls(init_verbose=False, learning_rate=warmup(1e-3, 10, initial=1e-5),
+                    **NEW_ARGUMENTS)
+    optimizer.apply_layerwise_lr_decay(var_dict={"dense_2/kernel": 0.5})
+    config = optimizer.get_config()
+    restored = cls.from_config(config)
+    assert restored.layerwise_lr_decay == {**NEW_ARGUMENTS["layerwise_lr_decay"],
+                                           r"^dense_2/kernel$": 0.5}
+    assert restored.effective_lr_bounds == NEW_ARGUMENTS["effective_lr_bounds"]
+    assert restored.get_config() == config
+    assert isinstance(learning_rate_of(restored), warmup)
 
 
 # ---- subprocesses -----------------------------------------------------------------------
@@ -509,6 +597,18 @@ def free_ports(count):
     finally:
         for s in sockets:
             s.close()
+
+
+def mirrored_strategy_on_two_cpus():
+    """`tf.distribute.MirroredStrategy` over two logical CPUs (set up first: in a
+    subprocess, before TensorFlow starts)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if not tf.config.get_logical_device_configuration(cpu):  # once per process
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 def run_workers(script, workdir, timeout, **env):
@@ -549,12 +649,24 @@ MLP_EXTRAS_ORACLE = {"multipliers": [0.5, 0.5, 1.0, 1.0],
                      "use_cosine_annealing": True}
 
 
-def mlp_oracle_run(oracle, initial, steps, batch, features, outputs):
-    """The oracle trained as the distributed tests' two-layer model on `fit_data`.
+def mlp_oracle_run(case, initial, steps, batch, shape, float32=()):
+    """The oracle of row `case` with `MLP_EXTRAS_ORACLE`, trained as the distributed
+    tests' two-layer model on `fit_data`.
+
+    Args:
+        case: the `cases.Case` row.
+        initial: the model's initial weights.
+        steps: how many updates.
+        batch: the global batch size.
+        shape: `(features, outputs)` of the data.
+        float32: the oracle's float32 hyperparameters (`oracle_for`).
 
     Returns:
-        The oracle's parameters and its `t_cur` after each update.
+        The oracle's parameters, the oracle, and its `t_cur` after each update.
     """
+    features, outputs = shape
+    oracle = oracle_for(case, [np.shape(p) for p in initial], float32=float32,
+                        **MLP_EXTRAS_ORACLE)
     x, y = (a.astype(np.float64) for a in fit_data(steps * batch, 0, features, outputs))
     params = [np.array(p, np.float64) for p in initial]
     trace = []
@@ -562,7 +674,7 @@ def mlp_oracle_run(oracle, initial, steps, batch, features, outputs):
         rows = slice(step * batch, (step + 1) * batch)
         params = oracle.step(params, mlp_gradients(params, x[rows], y[rows]))
         trace.append(oracle.t_cur)
-    return params, trace
+    return params, oracle, trace
 
 
 # ---- independent references (torch.optim, float64) --------------------------------------

@@ -18,7 +18,6 @@ from helpers import (
     MLP_EXTRAS_ORACLE,
     assert_close,
     mlp_oracle_run,
-    oracle_for,
     run_script,
     run_workers,
     subprocess_environment,
@@ -72,11 +71,11 @@ def train(model, inputs, path, **fit_options):
 """
 
 MIRRORED = PRELUDE + """
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from helpers import mirrored_strategy_on_two_cpus
+
 result = {}
 for name in ("AdamW", "NadamW"):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy_on_two_cpus()
     with strategy.scope():
         model = compiled_model(name)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
@@ -100,19 +99,11 @@ print("RESULT" + json.dumps(run))
 """
 
 
-def oracle_run(name, initial):
-    """The oracle's parameters, itself and its t_cur trace after the 10 updates
-    (float32 hyperparameters, as TensorFlow holds them)."""
-    case = CASES[name.lower()]
-    oracle = oracle_for(case, [np.shape(p) for p in initial], float32=FLOAT32_ALL,
-                        **MLP_EXTRAS_ORACLE)
-    params, trace = mlp_oracle_run(oracle, initial, STEPS, GLOBAL_BATCH, 3, 1)
-    return params, oracle, trace
-
-
 def check_run(name, run):
     """The oracle, t_cur once per update, and the `.h5` restoring every variable."""
-    params, oracle, trace = oracle_run(name, run["initial"])
+    case = CASES[name.lower()]
+    params, oracle, trace = mlp_oracle_run(case, run["initial"], STEPS, GLOBAL_BATCH, (3, 1),
+                                           FLOAT32_ALL)
     assert run["replicas"] == 2
     assert run["t_cur_trace"] == trace == [(i + 1) % CYCLE for i in range(STEPS)]
     for actual, expected in zip(run["weights"], params):

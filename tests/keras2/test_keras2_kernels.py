@@ -74,9 +74,7 @@ def test_kernels_trace_once_per_dtype():
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from helpers import mirrored_strategy_on_two_cpus
     from keras2_helpers import small_adamw, train_small_model
     from keras_adamw.keras2 import SGDW
 
@@ -89,7 +87,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
     result = {}
     for name, factory in [("adamw", small_adamw), ("sgdw", small_sgdw)]:
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = mirrored_strategy_on_two_cpus()
         with strategy.scope():
             weights, state = train_small_model(factory, mode="function")
         single, single_state = train_small_model(factory, mode="function")

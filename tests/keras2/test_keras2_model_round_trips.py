@@ -52,12 +52,6 @@ def rules_by_layer(model):
             for v in model.trainable_variables}
 
 
-def test_the_settings_reach_every_kind_of_setting():
-    model = compiled("sequential", CASES["adamw"])
-    train(model, [0])
-    assert_every_setting_applies(rules_by_layer(model))
-
-
 @pytest.mark.parametrize("case", OPTIMIZERS, ids=case_id)
 @pytest.mark.parametrize("kind", ["sequential", "functional", "nested"])
 def test_h5_mid_cycle_continues_as_the_run_that_never_stopped(kind, case, tmp_path):
@@ -86,3 +80,9 @@ def test_savedmodel_gives_every_variable_its_rule(kind, tmp_path):
     train(loaded, [1])
     assert rules_by_layer(loaded) == before
     assert np.all(np.isfinite(tf.concat([tf.reshape(w, [-1]) for w in loaded.weights], 0)))
+
+
+def test_the_settings_reach_every_kind_of_setting():
+    model = compiled("sequential", CASES["adamw"])
+    train(model, [0])
+    assert_every_setting_applies(rules_by_layer(model))

@@ -6,22 +6,22 @@ trajectory with WarmUp and bounds is compared with the float64 oracle.
 import numpy as np
 import pytest
 import tensorflow as tf
-from cases import CASES
+from cases import CASES, case_id, rows
 from helpers import (
     FLOAT32_ALL,
     WARMUP_BAD_ARGUMENTS,
     WARMUP_VALUES,
     check_against_oracle,
-    check_monitor_logs,
+    check_new_arguments_survive_get_config,
     check_warmup,
+    fit_and_check_monitor_logs,
     fit_data,
-    fit_with_monitor,
     small_model,
 )
 
 import keras_adamw
 from keras_adamw import keras2
-from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw.keras2 import SGDW, AdamW
 from keras_adamw.keras2.callbacks import LearningRateMonitor
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
@@ -45,12 +45,6 @@ def test_warmup_values_and_shifted_decay(target, expected):
     check_warmup(WarmUp, tf_keras, target, expected)
 
 
-@pytest.mark.parametrize("kwargs, error, argument", WARMUP_BAD_ARGUMENTS)
-def test_warmup_bad_arguments(kwargs, error, argument):
-    with pytest.raises(error, match=f"Argument `{argument}`"):
-        WarmUp(**kwargs)
-
-
 def test_warmup_learning_rate_matches_oracle():
     """AdamW driven by WarmUp(ExponentialDecay): the oracle with the same lr(t)."""
     variables = small_model(tf_keras).trainable_variables
@@ -66,6 +60,12 @@ def test_warmup_learning_rate_matches_oracle():
     check_against_oracle(optimizer, case, variables, 8, FLOAT32_ALL, learning_rate_fn=lr_of)
 
 
+@pytest.mark.parametrize("kwargs, error, argument", WARMUP_BAD_ARGUMENTS)
+def test_warmup_bad_arguments(kwargs, error, argument):
+    with pytest.raises(error, match=f"Argument `{argument}`"):
+        WarmUp(**kwargs)
+
+
 @pytest.mark.parametrize("run_eagerly", [False, True])
 def test_monitor_logs_reach_history_and_csv_logger(tmp_path, run_eagerly):
     model = small_model(tf_keras)
@@ -73,9 +73,8 @@ def test_monitor_logs_reach_history_and_csv_logger(tmp_path, run_eagerly):
                       total_iterations=3, init_verbose=False)
     model.compile(optimizer, loss="mse", run_eagerly=run_eagerly)
     monitor = LearningRateMonitor(per_layer=True)
-    history, rows = fit_with_monitor(model, monitor, tf_keras.callbacks.CSVLogger,
-                                     tmp_path / "log.csv")
-    check_monitor_logs(history, monitor, rows)
+    history = fit_and_check_monitor_logs(model, monitor, tf_keras.callbacks.CSVLogger,
+                                         tmp_path / "log.csv")
     kernel = model.trainable_variables[0]
     assert history.history["eff_lr_max/dense_1"][-1] == pytest.approx(
         float(np.max(np.maximum(optimizer.effective_learning_rate(kernel),
@@ -94,24 +93,10 @@ def test_monitor_epoch_frequency_and_bad_frequency():
         LearningRateMonitor(update_freq="step")
 
 
-NEW_ARGUMENTS = {
-    "layerwise_lr_decay": {"dense_1": 0.25, r"^dense_2/bias$": 1.0},
-    "effective_lr_bounds": (1e-4, 0.05),
-}
-
-
-@pytest.mark.parametrize("cls", [AdamW, NadamW, SGDW])
-def test_new_arguments_survive_get_config(cls):
-    optimizer = cls(init_verbose=False, learning_rate=WarmUp(1e-3, 10, initial=1e-5),
-                    **NEW_ARGUMENTS)
-    optimizer.apply_layerwise_lr_decay(var_dict={"dense_2/kernel": 0.5})
-    config = optimizer.get_config()
-    restored = cls.from_config(config)
-    assert restored.layerwise_lr_decay == {**NEW_ARGUMENTS["layerwise_lr_decay"],
-                                           r"^dense_2/kernel$": 0.5}
-    assert restored.effective_lr_bounds == NEW_ARGUMENTS["effective_lr_bounds"]
-    assert restored.get_config() == config
-    assert isinstance(restored._get_hyper("learning_rate"), WarmUp)
+@pytest.mark.parametrize("case", rows("adamw", "nadamw", "sgdw"), ids=case_id)
+def test_new_arguments_survive_get_config(case):
+    check_new_arguments_survive_get_config(getattr(keras2, case.class_name), WarmUp,
+                                           lambda optimizer: optimizer._get_hyper("learning_rate"))
 
 
 @pytest.mark.parametrize("suffix", ["h5", "keras"])

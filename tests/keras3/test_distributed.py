@@ -27,7 +27,6 @@ from helpers import (
     as_float64,
     assert_close,
     mlp_oracle_run,
-    oracle_for,
     run_script,
     run_workers,
     subprocess_environment,
@@ -78,13 +77,11 @@ def fit(model, optimizer):
 """
 
 MIRRORED = PRELUDE + """
-import tensorflow as tf
+from helpers import mirrored_strategy_on_two_cpus
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 result = {}
 for name in ("AdamW", "NadamW"):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy_on_two_cpus()
     with strategy.scope():
         model, optimizer = small_model(keras), make_optimizer(name)
         model.compile(optimizer, loss="mse")
@@ -174,18 +171,11 @@ print("RESULT" + json.dumps(result))
 """
 
 
-def oracle_run(name, initial):
-    """The oracle's parameters, itself and its t_cur trace after the 10 updates."""
-    case = CASES[name.lower()]
-    oracle = oracle_for(case, [np.shape(p) for p in initial], float32=float32_terms(case),
-                        **MLP_EXTRAS_ORACLE)
-    params, trace = mlp_oracle_run(oracle, initial, STEPS, GLOBAL_BATCH, 4, 2)
-    return params, oracle, trace
-
-
 def check_run(name, run, single=True):
     """Oracle, single-device run, t_cur once per update, checkpoint restore."""
-    params, oracle, trace = oracle_run(name, run["initial"])
+    case = CASES[name.lower()]
+    params, oracle, trace = mlp_oracle_run(case, run["initial"], STEPS, GLOBAL_BATCH, (4, 2),
+                                           float32_terms(case))
     assert run["replicas"] == 2
     assert run["t_cur_trace"] == trace == [(i + 1) % CYCLE for i in range(STEPS)]
     for actual, expected in zip(run["weights"], params):

@@ -2,14 +2,15 @@
 import keras
 import numpy as np
 import pytest
+from cases import case_id, rows
 from helpers import (
     WARMUP_BAD_ARGUMENTS,
     WARMUP_VALUES,
     as_float64,
-    check_monitor_logs,
+    check_new_arguments_survive_get_config,
     check_warmup,
+    fit_and_check_monitor_logs,
     fit_data,
-    fit_with_monitor,
     small_model,
 )
 
@@ -42,9 +43,8 @@ def test_monitor_logs_reach_history_and_csv_logger(tmp_path):
                                   total_iterations=3, init_verbose=False)
     model.compile(optimizer, loss="mse")
     monitor = LearningRateMonitor(per_layer=True)
-    history, rows = fit_with_monitor(model, monitor, keras.callbacks.CSVLogger,
-                                     tmp_path / "log.csv")
-    check_monitor_logs(history, monitor, rows)
+    history = fit_and_check_monitor_logs(model, monitor, keras.callbacks.CSVLogger,
+                                         tmp_path / "log.csv")
     np.testing.assert_allclose(history.history["lr_t"][-1], as_float64(optimizer.lr_t))
 
 
@@ -69,24 +69,10 @@ def test_plot_learning_rates_saves_a_png(tmp_path):
         plot_learning_rates(history, keys=("lr",))
 
 
-NEW_ARGUMENTS = {
-    "layerwise_lr_decay": {"dense_1": 0.25, r"^dense_2/bias$": 1.0},
-    "effective_lr_bounds": (1e-4, 0.05),
-}
-
-
-@pytest.mark.parametrize("cls", [keras_adamw.AdamW, keras_adamw.NadamW, keras_adamw.SGDW])
-def test_new_arguments_survive_get_config(cls):
-    optimizer = cls(init_verbose=False, learning_rate=WarmUp(1e-3, 10, initial=1e-5),
-                    **NEW_ARGUMENTS)
-    optimizer.apply_layerwise_lr_decay(var_dict={"dense_2/kernel": 0.5})
-    config = optimizer.get_config()
-    restored = cls.from_config(config)
-    assert restored.layerwise_lr_decay == {**NEW_ARGUMENTS["layerwise_lr_decay"],
-                                           r"^dense_2/kernel$": 0.5}
-    assert restored.effective_lr_bounds == NEW_ARGUMENTS["effective_lr_bounds"]
-    assert restored.get_config() == config
-    assert isinstance(restored._learning_rate, WarmUp)
+@pytest.mark.parametrize("case", rows("adamw", "nadamw", "sgdw"), ids=case_id)
+def test_new_arguments_survive_get_config(case):
+    check_new_arguments_survive_get_config(getattr(keras_adamw, case.class_name), WarmUp,
+                                           lambda optimizer: optimizer._learning_rate)
 
 
 def test_keras_save_load_keeps_rules_bounds_and_schedule(tmp_path):
