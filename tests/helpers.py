@@ -535,6 +535,24 @@ def fit_and_check_monitor_logs(model, monitor, csv_logger, path):
     return history
 
 
+def check_epoch_frequency(keras, module, monitor_class):
+    """`monitor_class(update_freq="epoch")` logs once per epoch; "step" is refused.
+
+    Args:
+        keras: `keras` 3 or the Keras 2 package.
+        module: where the optimizer classes are.
+        monitor_class: the flavour's `LearningRateMonitor`.
+    """
+    model = small_model(keras)
+    model.compile(module.SGDW(learning_rate=0.01, init_verbose=False), loss="mse")
+    monitor = monitor_class(update_freq="epoch")
+    x, y = fit_data()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[monitor])
+    assert monitor.history["iterations"] == [4, 8]
+    with pytest.raises(ValueError, match="update_freq"):
+        monitor_class(update_freq="step")
+
+
 NEW_ARGUMENTS = {
     "layerwise_lr_decay": {"dense_1": 0.25, r"^dense_2/bias$": 1.0},
     "effective_lr_bounds": (1e-4, 0.05),

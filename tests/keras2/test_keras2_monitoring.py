@@ -12,6 +12,7 @@ from helpers import (
     WARMUP_BAD_ARGUMENTS,
     WARMUP_VALUES,
     check_against_oracle,
+    check_epoch_frequency,
     check_new_arguments_survive_get_config,
     check_warmup,
     fit_and_check_monitor_logs,
@@ -21,7 +22,7 @@ from helpers import (
 
 import keras_adamw
 from keras_adamw import keras2
-from keras_adamw.keras2 import SGDW, AdamW
+from keras_adamw.keras2 import AdamW
 from keras_adamw.keras2.callbacks import LearningRateMonitor
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
@@ -83,14 +84,7 @@ def test_monitor_logs_reach_history_and_csv_logger(tmp_path, run_eagerly):
 
 
 def test_monitor_epoch_frequency_and_bad_frequency():
-    model = small_model(tf_keras)
-    model.compile(SGDW(learning_rate=0.01, init_verbose=False), loss="mse")
-    monitor = LearningRateMonitor(update_freq="epoch")
-    x, y = fit_data()
-    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[monitor])
-    assert monitor.history["iterations"] == [4, 8]
-    with pytest.raises(ValueError, match="update_freq"):
-        LearningRateMonitor(update_freq="step")
+    check_epoch_frequency(tf_keras, keras2, LearningRateMonitor)
 
 
 @pytest.mark.parametrize("case", rows("adamw", "nadamw", "sgdw"), ids=case_id)

@@ -7,6 +7,7 @@ from helpers import (
     WARMUP_BAD_ARGUMENTS,
     WARMUP_VALUES,
     as_float64,
+    check_epoch_frequency,
     check_new_arguments_survive_get_config,
     check_warmup,
     fit_and_check_monitor_logs,
@@ -49,14 +50,7 @@ def test_monitor_logs_reach_history_and_csv_logger(tmp_path):
 
 
 def test_monitor_epoch_frequency_and_bad_frequency():
-    model = small_model(keras)
-    model.compile(keras_adamw.SGDW(learning_rate=0.01, init_verbose=False), loss="mse")
-    monitor = LearningRateMonitor(update_freq="epoch")
-    x, y = fit_data()
-    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[monitor])
-    assert monitor.history["iterations"] == [4, 8]
-    with pytest.raises(ValueError, match="update_freq"):
-        LearningRateMonitor(update_freq="step")
+    check_epoch_frequency(keras, keras_adamw, LearningRateMonitor)
 
 
 def test_plot_learning_rates_saves_a_png(tmp_path):
