@@ -8,8 +8,8 @@ a row or a path name here, not by an edit of every test file.
 
 Kernel paths (`Case.paths`):
 
-- `reference`: the optimizer's own ops (the update step of Keras 3's backend, or
-  the TensorFlow ops of the Keras 2 flavour).
+- `reference`: the optimizer's own update step, no kernel path forced (Keras 3:
+  as the backend runs it by default; the Keras 2 flavour: TensorFlow ops only).
 - `tf_fused`: TensorFlow's fused `ResourceApply*` kernels (undecayed variables).
 - `tf_native`: the native single-pass TensorFlow ops.
 - `tf_xla_call`: the native XLA custom calls inside `jit_compile`.
@@ -77,29 +77,23 @@ class Case:
         return getattr(module, self.class_name)(**arguments)
 
 
-def _adam(name, optimizer, **kwargs):
-    slots = ("m", "v", "vhat") if kwargs.get("amsgrad") else ("m", "v")
-    paths = EVERY_PATH - {"tf_fused"} if kwargs.get("amsgrad") else EVERY_PATH
-    if optimizer == "nadamw":  # TensorFlow has no fused NadamW kernel.
-        paths = EVERY_PATH - {"tf_fused"}
-    if kwargs.get("schedule_decay") is not None:
-        paths = frozenset({"reference"})
-    return Case(name, optimizer, kwargs, {**ADAM_ORACLE, **kwargs}, slots, paths)
-
-
-def _sgd(name, **kwargs):
-    slots = ("velocity",) if kwargs.get("momentum") else ()
-    return Case(name, "sgdw", kwargs, dict(kwargs), slots, learning_rate=0.05)
-
+# TensorFlow fuses only Adam without amsgrad (`ResourceApplyAdam`) and SGD.
+UNFUSED = EVERY_PATH - {"tf_fused"}
+SGD_LR = 0.05
 
 CASES = {case.name: case for case in [
-    _adam("adamw", "adamw"),
-    _adam("adamw_amsgrad", "adamw", amsgrad=True),
-    _adam("nadamw", "nadamw"),
-    _adam("nadamw_keras3_schedule", "nadamw", schedule_decay=1.0),
-    _sgd("sgdw"),
-    _sgd("sgdw_momentum", momentum=0.9),
-    _sgd("sgdw_nesterov", momentum=0.9, nesterov=True),
+    Case("adamw", "adamw", {}, ADAM_ORACLE, ("m", "v")),
+    Case("adamw_amsgrad", "adamw", {"amsgrad": True}, {**ADAM_ORACLE, "amsgrad": True},
+         ("m", "v", "vhat"), UNFUSED),
+    Case("nadamw", "nadamw", {}, ADAM_ORACLE, ("m", "v"), UNFUSED),
+    # Keras 3's Nadam schedule: the built-in equality and the oracle only.
+    Case("nadamw_keras3_schedule", "nadamw", {"schedule_decay": 1.0},
+         {**ADAM_ORACLE, "schedule_decay": 1.0}, ("m", "v"), frozenset({"reference"})),
+    Case("sgdw", "sgdw", {}, {}, (), learning_rate=SGD_LR),
+    Case("sgdw_momentum", "sgdw", {"momentum": 0.9}, {"momentum": 0.9}, ("velocity",),
+         learning_rate=SGD_LR),
+    Case("sgdw_nesterov", "sgdw", {"momentum": 0.9, "nesterov": True},
+         {"momentum": 0.9, "nesterov": True}, ("velocity",), learning_rate=SGD_LR),
 ]}
 
 # One row per optimizer: the variants most tests of a feature other than the

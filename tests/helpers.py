@@ -152,7 +152,7 @@ def apply_gradients(optimizer, grads, variables):
     optimizer.apply_gradients(zip(grads, variables))
 
 
-def train_with_oracle(optimizer, variables, oracle, steps, seed=0, step=None):
+def train_with_oracle(optimizer, variables, oracle, steps, seed=0):
     """`steps` updates with the same random gradients (float32 to ours) in both.
 
     Args:
@@ -161,8 +161,6 @@ def train_with_oracle(optimizer, variables, oracle, steps, seed=0, step=None):
         oracle: the oracle, from `variables`' values.
         steps: how many updates.
         seed: the gradients' seed.
-        step: `grads -> None` applying float32 gradients to `variables`; by
-            default `apply_gradients`.
 
     Returns:
         The oracle's values after the updates.
@@ -171,11 +169,7 @@ def train_with_oracle(optimizer, variables, oracle, steps, seed=0, step=None):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         dense = random_gradients(rng, [p.shape for p in params])
-        grads = [g.astype("float32") for g in dense]
-        if step is None:
-            apply_gradients(optimizer, grads, variables)
-        else:
-            step(grads)
+        apply_gradients(optimizer, [g.astype("float32") for g in dense], variables)
         params = oracle.step(params, dense)
     return params
 

@@ -1,9 +1,9 @@
 """keras2 AdamW/NadamW/SGDW against the float64 oracle: variables, slots, state.
 
-One case table; each case runs 50 updates (dense, or with an `IndexedSlices`
-gradient with repeated rows) and compares variables, slots and
-`iterations`/`t_cur`/`eta_t`/`lr_t` to `reference.ReferenceOptimizer`, on every
-TensorFlow kernel path of the row (tests/cases.py): the native single-pass ops
+The rows of tests/cases.py with extra settings; each runs 50 updates (dense, or
+with an `IndexedSlices` gradient with repeated rows) and compares variables,
+slots and `iterations`/`t_cur`/`eta_t`/`lr_t` to `reference.ReferenceOptimizer`,
+on every TensorFlow kernel path of the row: the native single-pass ops
 (`tf_native`), the native XLA custom calls (`tf_xla_call`, a `jit_compile=True`
 step), the XLA-compiled kernels (`tf_compiled`, `xla_min_size=0`) and TensorFlow
 ops only (`reference`).
