@@ -1,9 +1,21 @@
-"""Shared pieces of the keras2 tests: variables, gradients, oracle settings."""
+"""The Keras 2 pieces of the tests (the rest is tests/helpers.py): skip marks, the
+variables of the oracle tests and their training loop, a small `fit`."""
 import importlib.metadata
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    FLOAT32_ALL,
+    SPARSE_INDICES,
+    as_float64,
+    indexed_slices,
+    make_gradients,
+    make_step,
+    make_variables,
+    oracle_for,
+)
+from reference import densify
 
 from keras_adamw.kernels import tf_xla_calls
 
@@ -17,54 +29,67 @@ needs_custom_calls = pytest.mark.skipif(
     reason="TensorFlow <= 2.15 has no XLA FFI headers: no native custom calls")
 
 SHAPES = {"dense/kernel": (5, 3), "dense/bias": (3,), "emb/embeddings": (8, 2)}
-SPARSE_INDICES = np.array([1, 3, 1, 6, 3, 1])  # duplicates; rows 0, 2, 4, 5, 7 absent
 
 
-def f32(x):
-    """A hyperparameter as the float32 optimizer holds it, for the float64 oracle."""
-    return float(np.float32(x))
+def gradient_steps(steps, sparse=False):
+    """Per step, our gradients of the `SHAPES` variables and the oracle's float64 ones.
 
+    Args:
+        steps: how many steps.
+        sparse: whether `emb` gets `IndexedSlices` with repeated rows.
 
-def make_variables(seed=0):
-    rng = np.random.default_rng(seed)
-    return [tf.Variable(rng.normal(size=s).astype("float32"), name=n)
-            for n, s in SHAPES.items()]
-
-
-def make_gradients(steps, seed=1):
-    """Per step: dense gradients of every variable, and sparse values of `emb`."""
-    rng = np.random.default_rng(seed)
-    dense = [[rng.normal(size=s).astype("float32") for s in SHAPES.values()]
-             for _ in range(steps)]
-    sparse = [rng.normal(size=(len(SPARSE_INDICES), 2)).astype("float32")
-              for _ in range(steps)]
-    return dense, sparse
-
-
-def make_step(optimizer, variables, sparse, jit_compile=False):
-    """One `apply_gradients` in a tf.function; `emb` gets IndexedSlices if sparse."""
-    indices = tf.constant(SPARSE_INDICES)
-
-    @tf.function(jit_compile=jit_compile)
-    def step(grads, emb_values):
-        if sparse:
-            grads = grads[:2] + [tf.IndexedSlices(emb_values, indices,
-                                                  tf.constant(SHAPES["emb/embeddings"]))]
-        optimizer.apply_gradients(zip(grads, variables))
-
-    return step
-
-
-def assert_close(actual, expected, rtol=1e-5, floor=1e-6, what=""):
-    """`rtol` elementwise, with an absolute floor of `floor` times the tensor's scale.
-
-    float32 rounding of an O(1) variable over many steps is absolute, so an
-    element that crosses zero cannot meet a pure relative tolerance.
+    Yields:
+        `(grads, expected)`: tensors (an `IndexedSlices` for `emb` if sparse) and
+        the same as dense float64 arrays.
     """
-    expected = np.asarray(expected, np.float64)
-    atol = floor * float(np.max(np.abs(expected), initial=0.0))
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=rtol,
-                               atol=atol, err_msg=what)
+    dense, sparse_values = make_gradients(SHAPES.values(), steps)
+    for i in range(steps):
+        grads = [tf.constant(g) for g in dense[i]]
+        expected = [g.astype(np.float64) for g in dense[i]]
+        if sparse:
+            grads[2] = indexed_slices(sparse_values[i], SHAPES["emb/embeddings"])
+            expected[2] = densify(sparse_values[i], SPARSE_INDICES, SHAPES["emb/embeddings"])
+        yield grads, expected
+
+
+def train(optimizer, steps, sparse=False):
+    """`steps` updates of new `SHAPES` variables in a `tf.function`; the variables."""
+    variables = make_variables(tf.Variable, SHAPES)
+    step = make_step(optimizer, variables, "function")
+    for grads, _ in gradient_steps(steps, sparse):
+        step(grads)
+    return variables
+
+
+def train_against_oracle(optimizer, case, steps, sparse=False, jit_compile=False,
+                         restart_at=None, **oracle_extra):
+    """`steps` updates of `optimizer` (of row `case`) and of the oracle.
+
+    Args:
+        optimizer: ours, for the variables of `SHAPES`.
+        case: its `cases.Case` row.
+        steps: how many updates, in a `tf.function`.
+        sparse: whether `emb` gets `IndexedSlices` with repeated rows.
+        jit_compile: whether the step is XLA-compiled.
+        restart_at: the step before which `t_cur` is set to -1 (a manual restart).
+        **oracle_extra: the oracle's terms of the optimizer's extra settings.
+
+    Returns:
+        `(variables, oracle, params)`: ours, the oracle, the oracle's values.
+    """
+    from keras_adamw.keras2.framework import keras2 as tf_keras
+
+    variables = make_variables(tf.Variable, SHAPES)
+    oracle = oracle_for(case, SHAPES.values(), float32=FLOAT32_ALL, **oracle_extra)
+    params = [as_float64(v) for v in variables]
+    step = make_step(optimizer, variables, "jit" if jit_compile else "function")
+    for i, (grads, expected) in enumerate(gradient_steps(steps, sparse)):
+        if restart_at == i:
+            tf_keras.backend.set_value(optimizer.t_cur, -1)
+            oracle.set_t_cur(-1)
+        step(grads)
+        params = oracle.step(params, expected)
+    return variables, oracle, params
 
 
 def train_small_model(optimizer_factory, steps=8, mode="function"):

@@ -1,11 +1,10 @@
 """keras2 optimizers with every extra off equal tf_keras's legacy optimizers, and
 the keras2 flavour equals the Keras 3 flavour (TensorFlow backend)."""
-import dataclasses
-
 import numpy as np
 import pytest
-import tensorflow as tf
-from keras2_helpers import assert_close, make_gradients, make_variables, needs_keras3
+from cases import CASES, case_id, rows
+from helpers import assert_close
+from keras2_helpers import needs_keras3, train
 
 from keras_adamw import keras2
 from keras_adamw.keras2.framework import (
@@ -13,49 +12,23 @@ from keras_adamw.keras2.framework import (
 )
 
 legacy = tf_keras.optimizers.legacy
+# legacy Nadam's schedule_decay is 0.004, as the nadamw row's.
+PAIRED = rows("adamw", "adamw_amsgrad", "nadamw", "sgdw", "sgdw_momentum", "sgdw_nesterov")
 
 
-@dataclasses.dataclass
-class Pair:
-    name: str
-    ours: type
-    theirs: type
-    options: dict = dataclasses.field(default_factory=dict)
+def pair(case):
+    """Ours and tf_keras's legacy optimizer of the row, default learning rates."""
+    return (getattr(keras2, case.class_name)(**case.kwargs),
+            getattr(legacy, case.builtin)(**case.kwargs))
 
 
-PAIRS = [
-    Pair("adam", keras2.AdamW, legacy.Adam),
-    Pair("adam-amsgrad", keras2.AdamW, legacy.Adam, {"amsgrad": True}),
-    Pair("nadam", keras2.NadamW, legacy.Nadam),  # legacy schedule_decay 0.004
-    Pair("sgd", keras2.SGDW, legacy.SGD),
-    Pair("sgd-momentum", keras2.SGDW, legacy.SGD, {"momentum": 0.9}),
-    Pair("sgd-nesterov", keras2.SGDW, legacy.SGD, {"momentum": 0.9, "nesterov": True}),
-]
-
-
-def run(optimizer, steps, sparse=False):
-    variables = make_variables()
-    dense, values = make_gradients(steps)
-
-    @tf.function
-    def step(grads, emb_values):
-        if sparse:
-            grads = grads[:2] + [tf.IndexedSlices(emb_values, tf.constant([1, 3, 1, 6, 3, 1]),
-                                                  tf.constant([8, 2]))]
-        optimizer.apply_gradients(zip(grads, variables))
-
-    for i in range(steps):
-        step([tf.constant(g) for g in dense[i]], tf.constant(values[i]))
-    return variables, optimizer
-
-
-@pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
-def test_extras_off_equal_legacy(pair):
+@pytest.mark.parametrize("case", PAIRED, ids=case_id)
+def test_extras_off_equal_legacy(case):
     """Default learning rates. AdamW/SGDW run the same fused kernels, so agree to
     the bit; NadamW differs by core's exact `1 - beta_2^t` (legacy Nadam loses
     digits to float32 cancellation there), about 1e-7 after 100 steps."""
-    ours, opt = run(pair.ours(**pair.options), 100)
-    theirs, ref = run(pair.theirs(**pair.options), 100)
+    opt, ref = pair(case)
+    ours, theirs = train(opt, 100), train(ref, 100)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
         for slot in ref.get_slot_names():
@@ -66,14 +39,14 @@ def test_extras_off_equal_legacy(pair):
 # ---- cross-flavour -------------------------------------------------------------------
 
 ALL_EXTRAS = {"lr_multipliers": {"d1": 0.5, "d2/bias": 2.0},
-                  "weight_decays": {"d1/kernel": (1e-3, 1e-2)}, "total_iterations": 7,
-                  "use_cosine_annealing": True, "init_verbose": False}
+              "weight_decays": {"d1/kernel": (1e-3, 1e-2)}, "total_iterations": 7,
+              "use_cosine_annealing": True}
+# (row, extras), the rows' learning rates
 FLAVOUR_CASES = [
-    ("AdamW", dict(learning_rate=0.01, **ALL_EXTRAS)),
-    ("AdamW", {"learning_rate": 0.01, "amsgrad": True, "weight_decay": 0.05,
-                   "exclude_from_weight_decay": ["bias"]}),
-    ("NadamW", dict(learning_rate=0.01, **ALL_EXTRAS)),
-    ("SGDW", dict(learning_rate=0.05, momentum=0.9, nesterov=True, **ALL_EXTRAS)),
+    ("adamw", ALL_EXTRAS),
+    ("adamw_amsgrad", {"weight_decay": 0.05, "exclude_from_weight_decay": ["bias"]}),
+    ("nadamw", ALL_EXTRAS),
+    ("sgdw_nesterov", ALL_EXTRAS),
 ]
 
 
@@ -88,10 +61,10 @@ def _train(layers_module, model_class, optimizer, weights, x, y, steps):
     return [np.asarray(w) for w in model.get_weights()]
 
 
-@pytest.mark.parametrize("name,options", FLAVOUR_CASES,
+@pytest.mark.parametrize("row,options", FLAVOUR_CASES,
                          ids=[f"{n}-{i}" for i, (n, _) in enumerate(FLAVOUR_CASES)])
 @needs_keras3
-def test_same_trajectory_as_keras3_flavour(name, options):
+def test_same_trajectory_as_keras3_flavour(row, options):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("cross-flavour check needs the Keras 3 TensorFlow backend")
@@ -101,9 +74,9 @@ def test_same_trajectory_as_keras3_flavour(name, options):
     weights = [rng.normal(size=s).astype("float32") * 0.5 for s in [(3, 4), (4,), (4, 1), (1,)]]
     x = rng.normal(size=(12, 8, 3)).astype("float32")
     y = rng.normal(size=(12, 8, 1)).astype("float32")
-    ours = _train(tf_keras.layers, tf_keras.Sequential, getattr(keras2, name)(**options),
+    ours = _train(tf_keras.layers, tf_keras.Sequential, CASES[row].make(keras2, **options),
                   weights, x, y, 12)
-    theirs = _train(keras.layers, keras.Sequential, getattr(keras3, name)(**options),
+    theirs = _train(keras.layers, keras.Sequential, CASES[row].make(keras3, **options),
                     weights, x, y, 12)
     for a, b in zip(ours, theirs):
         assert_close(a, b)

@@ -23,9 +23,10 @@ What each case does (the same as tf_keras's own optimizers unless said):
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import f32
-from reference import ReferenceOptimizer
+from cases import CASES, EACH_OPTIMIZER, case_id, rows
+from helpers import FLOAT32_ALL, oracle_for
 
+from keras_adamw import keras2
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
@@ -98,26 +99,13 @@ def test_non_finite_step_advances_t_cur(cls):
 
 # ---- None gradients -----------------------------------------------------------------
 
-NONE_CASES = {
-    "adamw": (AdamW, "adamw", {}, {"beta_1": f32(0.9), "beta_2": f32(0.999)}),
-    "nadamw": (NadamW, "nadamw", {}, {}),
-    "sgdw_momentum": (SGDW, "sgdw", {"momentum": 0.9}, {"momentum": f32(0.9)}),
-}
+COMMON = {"learning_rate": 0.05, "use_cosine_annealing": True, "total_iterations": 4}
 
 
-def oracle_for(kind, oracle_options, shapes, **common):
-    if kind != "sgdw":
-        oracle_options = {"epsilon": 1e-7, **oracle_options}
-    return ReferenceOptimizer(kind, shapes, **oracle_options, **common)
-
-
-@pytest.mark.parametrize("name", sorted(NONE_CASES))
-def test_none_gradient_skips_the_variable_and_advances_once(name):
-    cls, kind, options, oracle_options = NONE_CASES[name]
-    common = {"learning_rate": 0.05, "use_cosine_annealing": True, "total_iterations": 4,
-              "weight_decay": WD}
-    optimizer = cls(**options, **common, init_verbose=False)
-    oracle = oracle_for(kind, oracle_options, [(3,), (2,)], **common)
+@pytest.mark.parametrize("case", rows(*EACH_OPTIMIZER), ids=case_id)
+def test_none_gradient_skips_the_variable_and_advances_once(case):
+    optimizer = case.make(keras2, weight_decay=WD, **COMMON)
+    oracle = oracle_for(case, [(3,), (2,)], float32=FLOAT32_ALL, weight_decay=WD, **COMMON)
     rng = np.random.default_rng(0)
     variables = [tf.Variable(rng.normal(size=3).astype("float32"), name="a"),
                  tf.Variable(rng.normal(size=2).astype("float32"), name="b")]
@@ -187,7 +175,7 @@ def test_variable_first_seen_after_the_first_step_gets_its_settings():
     options = {"learning_rate": 0.05, "total_iterations": 10, "use_cosine_annealing": True}
     optimizer = AdamW(**options, lr_multipliers={"late": 2.0}, init_verbose=False,
                       weight_decays={"late/kernel": (0.0, 0.3)})
-    oracle = oracle_for("adamw", NONE_CASES["adamw"][3], [(3,), (2,)], **options,
+    oracle = oracle_for(CASES["adamw"], [(3,), (2,)], float32=FLOAT32_ALL, **options,
                         multipliers=[1.0, 2.0], l1_l2=[(0.0, 0.0), (0.0, 0.3)])
     rng = np.random.default_rng(0)
     early = tf.Variable(rng.normal(size=3).astype("float32"), name="early/kernel")

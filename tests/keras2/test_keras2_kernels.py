@@ -1,17 +1,16 @@
 """The XLA-compiled kernels: one trace serves every variable and optimizer, the
 size threshold picks the path, and `tf.distribute.MirroredStrategy` (two logical
 CPUs) gives the single-device numbers with the schedule advanced once per step."""
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import assert_close
+from cases import case_id, on_path
+from helpers import assert_close, run_script, subprocess_environment
 
+from keras_adamw import keras2
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.kernels import tf_compiled
 
@@ -19,18 +18,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPE = (6, 4)
 EXTRAS = {"weight_decays": {"a/kernel": (1e-3, 1e-2)}, "weight_decay": 0.05,
           "lr_multipliers": {"b/": 0.5}, "total_iterations": 10,
-          "use_cosine_annealing": True, "init_verbose": False}
-OPTIMIZERS = [(AdamW, {}), (AdamW, {"amsgrad": True}), (NadamW, {}),
-              (SGDW, {"momentum": 0.9}), (SGDW, {"momentum": 0.9, "nesterov": True}),
-              (SGDW, {})]
+          "use_cosine_annealing": True}
+COMPILED = on_path("tf_compiled")
 
 
-def _train(cls, options, xla_min_size, steps=6):
+def _train(case, xla_min_size, steps=6):
     """Two same-shape variables; slots are created while `step` is first traced."""
     rng = np.random.default_rng(7)
     variables = [tf.Variable(rng.normal(size=SHAPE).astype("float32"), name=name)
                  for name in ("a/kernel", "b/kernel")]
-    optimizer = cls(learning_rate=0.05, **options, **EXTRAS)
+    optimizer = case.make(keras2, learning_rate=0.05, **EXTRAS)
     optimizer.xla_min_size = xla_min_size
 
     @tf.function
@@ -44,13 +41,12 @@ def _train(cls, options, xla_min_size, steps=6):
     return [v.numpy() for v in variables] + slots
 
 
-@pytest.mark.parametrize("cls,options", OPTIMIZERS,
-                         ids=[f"{c.__name__}-{'-'.join(o) or 'plain'}" for c, o in OPTIMIZERS])
-def test_kernels_equal_tensorflow_ops(cls, options):
+@pytest.mark.parametrize("case", COMPILED, ids=case_id)
+def test_kernels_equal_tensorflow_ops(case):
     """Same-shape variables of several optimizers share one trace (handles, not
     captured variables), each updating its own variable and slots."""
-    compiled = [_train(cls, options, 0) for _ in range(2)]
-    reference = _train(cls, options, None)
+    compiled = [_train(case, 0) for _ in range(2)]
+    reference = _train(case, None)
     for run in compiled:
         for a, b in zip(run, reference):
             assert_close(a, b, rtol=1e-6)
@@ -77,45 +73,37 @@ def test_kernels_trace_once_per_dtype():
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    sys.path.insert(0, {here!r})
+    import json
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from helpers import mirrored_strategy_on_two_cpus
     from keras2_helpers import small_adamw, train_small_model
     from keras_adamw.keras2 import SGDW
 
     def small_sgdw(model):
         optimizer = SGDW(learning_rate=0.05, momentum=0.9, model=model,
-                         lr_multipliers={{"d1": 0.5}}, use_cosine_annealing=True,
+                         lr_multipliers={"d1": 0.5}, use_cosine_annealing=True,
                          total_iterations=5, init_verbose=False)
         optimizer.xla_min_size = 0
         return optimizer
 
-    result = {{}}
+    result = {}
     for name, factory in [("adamw", small_adamw), ("sgdw", small_sgdw)]:
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = mirrored_strategy_on_two_cpus()
         with strategy.scope():
             weights, state = train_small_model(factory, mode="function")
         single, single_state = train_small_model(factory, mode="function")
-        result[name] = {{"replicas": strategy.num_replicas_in_sync,
+        result[name] = {"replicas": strategy.num_replicas_in_sync,
                          "weights": [w.tolist() for w in weights], "state": state,
                          "single": [w.tolist() for w in single],
-                         "single_state": single_state}}
+                         "single_state": single_state}
     print("RESULT" + json.dumps(result))
 """)
 
 
 def test_mirrored_strategy_two_cpus():
     """Logical devices must be set before TF starts, so this runs in a subprocess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT.format(here=HERE)],
-                         capture_output=True, text=True, env=env, timeout=300,
-                         check=False)
-    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
-    assert lines, out.stderr[-3000:]
-    for name, run in json.loads(lines[-1][len("RESULT"):]).items():
+    result = run_script(MIRRORED_SCRIPT, env=subprocess_environment(HERE))
+    for name, run in result.items():
         assert run["replicas"] == 2
         for a, b in zip(run["weights"], run["single"]):
             assert_close(np.array(a), np.array(b), what=name)

@@ -10,32 +10,30 @@
   SGDW likewise, AdamW/NadamW refused up front (beta_2 = 0.999 rounds to 1).
 - A decay below the resolution of a variable's dtype warns once at build.
 """
-import contextlib
 import warnings
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import f32
-from reference import ReferenceOptimizer
+from cases import CASES
+from helpers import (
+    FLOAT32_ALL,
+    assert_low_precision_close,
+    policy_scope,
+    train_low_precision,
+)
 
-from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw import keras2
+from keras_adamw.keras2 import SGDW, AdamW
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
 )
 
-EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
-CLASSES = {"adamw": (AdamW, {}), "nadamw": (NadamW, {}), "sgdw": (SGDW, {"momentum": 0.9})}
 get = tf_keras.backend.get_value
 
 
-@contextlib.contextmanager
 def global_policy(name):
-    tf_keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        tf_keras.mixed_precision.set_global_policy("float32")
+    return policy_scope(tf_keras.mixed_precision.set_global_policy, name)
 
 
 def fit_small_model(policy, wrap=None, steps=10):
@@ -91,51 +89,32 @@ def test_overflowing_steps_leave_weights_and_schedule_unchanged():
             assert not np.any(optimizer.get_slot(variable, slot).numpy())
 
 
-def train_low_precision(kind, dtype, xla_min_size, steps=8):
-    cls, options = CLASSES[kind]
-    shapes = [(6, 4), (4,)]
-    rng = np.random.default_rng(0)
-    variables = [tf.Variable(rng.normal(size=s), dtype=dtype, name=f"v{i}")
-                 for i, s in enumerate(shapes)]
-    params = [v.numpy().astype(np.float64) for v in variables]
-    optimizer = cls(learning_rate=0.05, weight_decay=0.1, weight_decays={"v0": (0, 0.02)},
-                    total_iterations=4, use_cosine_annealing=True, init_verbose=False,
-                    **options)
-    optimizer.xla_min_size = xla_min_size
-    oracle_options = {"momentum": f32(0.9)} if kind == "sgdw" else {
-        "beta_1": f32(0.9), "beta_2": f32(0.999), "epsilon": 1e-7}
-    oracle = ReferenceOptimizer(kind, shapes, learning_rate=0.05, weight_decay=0.1,
-                                l1_l2=[(0, 0.02), (0, 0)], total_iterations=4,
-                                use_cosine_annealing=True, **oracle_options)
-    for _ in range(steps):
-        grads = [tf.constant(rng.choice([-1, 1], size=s) * rng.uniform(0.1, 1, size=s),
-                             dtype=dtype) for s in shapes]
-        optimizer.apply_gradients(zip(grads, variables))
-        params = oracle.step(params, [g.numpy().astype(np.float64) for g in grads])
-    return optimizer, oracle, variables, params
+def train(row, dtype, xla_min_size, steps=8):
+    def configure(optimizer):
+        optimizer.xla_min_size = xla_min_size
+
+    return train_low_precision(CASES[row], keras2, tf.Variable, tf.constant, dtype, steps,
+                               FLOAT32_ALL, configure)
 
 
 @pytest.mark.parametrize("xla_min_size", [0, None], ids=["compiled", "tf-ops"])
-@pytest.mark.parametrize("kind, dtype", [("adamw", "float16"), ("nadamw", "float16"),
-                                         ("sgdw", "float16"), ("sgdw", "bfloat16")])
-def test_low_precision_variables_follow_the_oracle(kind, dtype, xla_min_size):
+@pytest.mark.parametrize("row, dtype", [("adamw", "float16"), ("nadamw", "float16"),
+                                        ("sgdw_momentum", "float16"),
+                                        ("sgdw_momentum", "bfloat16")])
+def test_low_precision_variables_follow_the_oracle(row, dtype, xla_min_size):
     """Gradients of magnitude 0.1 to 1, so that `(1 - b2) g^2` does not underflow
     float16 (it would for any Adam)."""
-    optimizer, oracle, variables, params = train_low_precision(kind, dtype, xla_min_size)
+    optimizer, oracle, variables, params = train(row, dtype, xla_min_size)
     assert get(optimizer.t_cur) == oracle.t_cur == 0
-    for variable, expected in zip(variables, params):
-        assert variable.dtype == tf.as_dtype(dtype)
-        actual = variable.numpy().astype(np.float64)
-        assert np.all(np.isfinite(actual))
-        np.testing.assert_allclose(actual, expected, rtol=0,
-                                   atol=4 * EPSILON[dtype] * np.max(np.abs(expected)))
+    assert all(v.dtype == tf.as_dtype(dtype) for v in variables)
+    assert_low_precision_close(variables, params, dtype)
 
 
 @pytest.mark.parametrize("kind", ["adamw", "nadamw"])
 def test_bfloat16_adam_variables_are_refused(kind):
     with pytest.raises(ValueError, match=r"Argument `beta_2` must be below 1 in bfloat16.*"
                                          r"Received: beta_2=0.999.*mixed_bfloat16"):
-        train_low_precision(kind, "bfloat16", 0, steps=1)
+        train(kind, "bfloat16", 0, steps=1)
 
 
 def test_build_warns_once_per_dtype_whose_decay_rounds_away():

@@ -15,52 +15,32 @@ decay from the model:
 import numpy as np
 import pytest
 import tensorflow as tf
-from round_trip_models import assert_every_setting_applies, builders, train
+from cases import CASES, EACH_OPTIMIZER, case_id, rows
+from helpers import (
+    assert_every_setting_applies,
+    built,
+    model_builders,
+    subclassed_model_class,
+)
+from helpers import train_batches as train
 
 import keras_adamw
+from keras_adamw import keras2
 from keras_adamw.keras2 import SGDW, AdamW, NadamW
 from keras_adamw.keras2.framework import keras2 as tf_keras  # tf_keras, or keras 2.x
 
 CUSTOM = {"AdamW": AdamW, "NadamW": NadamW, "SGDW": SGDW}
-OPTIMIZERS = {"AdamW": (AdamW, {}), "NadamW": (NadamW, {}), "SGDW": (SGDW, {"momentum": 0.9})}
+Subclassed = subclassed_model_class(tf_keras)
+MODELS = {**model_builders(tf_keras), "subclassed": lambda: built(Subclassed())}
+OPTIMIZERS = rows(*EACH_OPTIMIZER)
 
 
-class Subclassed(tf_keras.Model):
-    """Two regularized Dense layers as attributes; config holds the penalties the
-    layers have now (so zeroed penalties stay zero on load)."""
-
-    def __init__(self, l2=1e-3, l1=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        self.dense_1 = tf_keras.layers.Dense(5, activation="tanh", name="dense_1",
-                                             kernel_regularizer=tf_keras.regularizers.l2(l2))
-        self.dense_2 = tf_keras.layers.Dense(2, name="dense_2",
-                                             kernel_regularizer=tf_keras.regularizers.l1(l1))
-
-    def call(self, inputs):
-        return self.dense_2(self.dense_1(inputs))
-
-    def get_config(self):
-        return {"l2": float(self.dense_1.kernel_regularizer.l2),
-                "l1": float(self.dense_2.kernel_regularizer.l1)}
-
-
-def subclassed():
-    model = Subclassed()
-    model(np.zeros((1, 4), "float32"))
-    return model
-
-
-MODELS = {**builders(tf_keras), "subclassed": subclassed}
-
-
-def compiled(kind, name):
+def compiled(kind, case):
     tf_keras.utils.set_random_seed(5)
     model = MODELS[kind]()
-    cls, options = OPTIMIZERS[name]
-    optimizer = cls(learning_rate=0.01, model=model, total_iterations=5,
-                    use_cosine_annealing=True, lr_multipliers={"dense_1": 0.5},
-                    weight_decay=0.05, exclude_from_weight_decay=["bias"],
-                    init_verbose=False, **options)
+    optimizer = case.make(keras2, learning_rate=0.01, model=model, total_iterations=5,
+                          use_cosine_annealing=True, lr_multipliers={"dense_1": 0.5},
+                          weight_decay=0.05, exclude_from_weight_decay=["bias"])
     optimizer.apply_layerwise_lr_decay(keras_adamw.layerwise_lr_decay_from_model(model, 0.8))
     model.compile(optimizer, loss="mse")
     return model
@@ -72,16 +52,10 @@ def rules_by_layer(model):
             for v in model.trainable_variables}
 
 
-def test_the_settings_reach_every_kind_of_setting():
-    model = compiled("sequential", "AdamW")
-    train(model, [0])
-    assert_every_setting_applies(rules_by_layer(model))
-
-
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("case", OPTIMIZERS, ids=case_id)
 @pytest.mark.parametrize("kind", ["sequential", "functional", "nested"])
-def test_h5_mid_cycle_continues_as_the_run_that_never_stopped(kind, name, tmp_path):
-    model = compiled(kind, name)
+def test_h5_mid_cycle_continues_as_the_run_that_never_stopped(kind, case, tmp_path):
+    model = compiled(kind, case)
     train(model, [0, 1, 2])
     before = rules_by_layer(model)
     model.save(tmp_path / "model.h5")
@@ -97,7 +71,7 @@ def test_h5_mid_cycle_continues_as_the_run_that_never_stopped(kind, name, tmp_pa
 
 @pytest.mark.parametrize("kind", MODELS)
 def test_savedmodel_gives_every_variable_its_rule(kind, tmp_path):
-    model = compiled(kind, "AdamW")
+    model = compiled(kind, CASES["adamw"])
     train(model, [0])
     before = rules_by_layer(model)
     model.save(tmp_path / "saved", save_format="tf", save_traces=False)
@@ -106,3 +80,9 @@ def test_savedmodel_gives_every_variable_its_rule(kind, tmp_path):
     train(loaded, [1])
     assert rules_by_layer(loaded) == before
     assert np.all(np.isfinite(tf.concat([tf.reshape(w, [-1]) for w in loaded.weights], 0)))
+
+
+def test_the_settings_reach_every_kind_of_setting():
+    model = compiled("sequential", CASES["adamw"])
+    train(model, [0])
+    assert_every_setting_applies(rules_by_layer(model))

@@ -1,14 +1,12 @@
 """The same training in eager, tf.function, XLA and TF1 graph mode gives the
 same weights and state; the schedule advances once per applied update."""
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from keras2_helpers import assert_close, small_adamw, train_small_model
+from helpers import assert_close, run_script, subprocess_environment
+from keras2_helpers import small_adamw, train_small_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,25 +35,18 @@ def test_modes_agree(mode, function_run):
 
 
 GRAPH_SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    sys.path.insert(0, {here!r})
+    import json
     import tensorflow as tf
     tf.compat.v1.disable_eager_execution()
     from keras2_helpers import small_adamw, train_small_model
     weights, state = train_small_model(small_adamw, mode="graph")
-    print("RESULT" + json.dumps({{"weights": [w.tolist() for w in weights], "state": state}}))
+    print("RESULT" + json.dumps({"weights": [w.tolist() for w in weights], "state": state}))
 """)
 
 
 def test_tf1_graph_mode(function_run):
     """`disable_eager_execution` is global, so graph mode runs in a subprocess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT.format(here=HERE)],
-                         capture_output=True, text=True, env=env, timeout=300,
-                         check=False)
-    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
-    assert lines, out.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT"):])
+    result = run_script(GRAPH_SCRIPT, env=subprocess_environment(HERE))
     for a, b in zip(result["weights"], function_run[0]):
         assert_close(np.array(a), b)
     assert result["state"]["iterations"] == 8

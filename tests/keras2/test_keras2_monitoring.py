@@ -3,16 +3,26 @@
 The checks of tests/keras3/test_monitoring.py on the tf_keras twins; the
 trajectory with WarmUp and bounds is compared with the float64 oracle.
 """
-import csv
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import assert_close, f32
-from reference import ReferenceOptimizer
+from cases import CASES, case_id, rows
+from helpers import (
+    FLOAT32_ALL,
+    WARMUP_BAD_ARGUMENTS,
+    WARMUP_VALUES,
+    check_against_oracle,
+    check_epoch_frequency,
+    check_new_arguments_survive_get_config,
+    check_warmup,
+    fit_and_check_monitor_logs,
+    fit_data,
+    small_model,
+)
 
 import keras_adamw
-from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw import keras2
+from keras_adamw.keras2 import AdamW
 from keras_adamw.keras2.callbacks import LearningRateMonitor
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
@@ -25,98 +35,48 @@ def upper_bound(iterations):
     return 0.05 + 0.0 * iterations
 
 
-def small_model():
-    tf_keras.utils.set_random_seed(0)
-    return tf_keras.Sequential([tf_keras.layers.Dense(3, name="dense_1", input_shape=(4,)),
-                                tf_keras.layers.Dense(2, name="dense_2")])
-
-
-def fit_data(n=16):
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(n, 4)).astype("float32"), rng.normal(size=(n, 2)).astype("float32")
-
-
 def test_flavour_selection_gives_the_twins():
     assert keras_adamw.FLAVOUR == "keras2"
     assert keras_adamw.schedules.WarmUp is WarmUp
     assert keras_adamw.callbacks.LearningRateMonitor is LearningRateMonitor
 
 
-@pytest.mark.parametrize("target, expected", [
-    (1e-2, [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2]),
-    ("exponential", [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 5e-3]),
-])
+@pytest.mark.parametrize("target, expected", WARMUP_VALUES)
 def test_warmup_values_and_shifted_decay(target, expected):
-    if target == "exponential":
-        target = tf_keras.optimizers.schedules.ExponentialDecay(1e-2, 1, 0.5)
-    schedule = WarmUp(target, warmup_steps=4)
-    np.testing.assert_allclose([float(schedule(step)) for step in range(6)], expected,
-                               rtol=1e-6)
-    assert float(WarmUp(target, 4, initial=1e-3)(2)) == pytest.approx(5.5e-3)
-    assert float(WarmUp(target, 0)(0)) == pytest.approx(1e-2)
-
-
-@pytest.mark.parametrize("kwargs, error, argument", [
-    ({"schedule": -1.0, "warmup_steps": 2}, ValueError, "schedule"),
-    ({"schedule": 0.1, "warmup_steps": 1.5}, TypeError, "warmup_steps"),
-    ({"schedule": 0.1, "warmup_steps": 2, "initial": -1}, ValueError, "initial"),
-])
-def test_warmup_bad_arguments(kwargs, error, argument):
-    with pytest.raises(error, match=f"Argument `{argument}`"):
-        WarmUp(**kwargs)
+    check_warmup(WarmUp, tf_keras, target, expected)
 
 
 def test_warmup_learning_rate_matches_oracle():
     """AdamW driven by WarmUp(ExponentialDecay): the oracle with the same lr(t)."""
-    model = small_model()
-    variables = model.trainable_variables
+    variables = small_model(tf_keras).trainable_variables
     decayed = tf_keras.optimizers.schedules.ExponentialDecay(1e-2, 2, 0.5)
-    optimizer = AdamW(learning_rate=WarmUp(decayed, 3, initial=1e-3), init_verbose=False)
+    case = CASES["adamw"]
+    optimizer = case.make(keras2, learning_rate=WarmUp(decayed, 3, initial=1e-3))
 
     def lr_of(iterations):
         if iterations < 3:
             return 1e-3 + (1e-2 - 1e-3) * iterations / 3
         return 1e-2 * 0.5 ** ((iterations - 3) / 2)
 
-    params = [v.numpy().astype(np.float64) for v in variables]
-    oracle = ReferenceOptimizer("adamw", [p.shape for p in params], beta_1=f32(0.9),
-                                beta_2=f32(0.999), epsilon=f32(optimizer.epsilon),
-                                learning_rate_fn=lr_of)
-    rng = np.random.default_rng(0)
-    for _ in range(8):
-        dense = [rng.normal(size=p.shape) for p in params]
-        optimizer.apply_gradients(zip([g.astype("float32") for g in dense], variables))
-        params = oracle.step(params, dense)
-    for variable, expected in zip(variables, params):
-        assert_close(variable.numpy(), expected, what=variable.name)
+    check_against_oracle(optimizer, case, variables, 8, FLOAT32_ALL, learning_rate_fn=lr_of)
+
+
+@pytest.mark.parametrize("kwargs, error, argument", WARMUP_BAD_ARGUMENTS)
+def test_warmup_bad_arguments(kwargs, error, argument):
+    with pytest.raises(error, match=f"Argument `{argument}`"):
+        WarmUp(**kwargs)
 
 
 @pytest.mark.parametrize("run_eagerly", [False, True])
 def test_monitor_logs_reach_history_and_csv_logger(tmp_path, run_eagerly):
-    model = small_model()
+    model = small_model(tf_keras)
     optimizer = AdamW(learning_rate=WarmUp(1e-2, 2), use_cosine_annealing=True,
                       total_iterations=3, init_verbose=False)
     model.compile(optimizer, loss="mse", run_eagerly=run_eagerly)
     monitor = LearningRateMonitor(per_layer=True)
-    path = tmp_path / "log.csv"
-    x, y = fit_data()
-    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0,
-                        callbacks=[monitor, tf_keras.callbacks.CSVLogger(str(path))])
-    keys = {"lr", "lr_t", "eta_t", "t_cur", "eff_lr_mean/dense_1", "eff_lr_max/dense_1",
-            "eff_lr_mean/dense_2", "eff_lr_max/dense_2"}
-    assert keys <= set(history.history)
-    assert history.history["t_cur"] == [1, 2]  # 4 then 8 updates, cycle of 3
-    np.testing.assert_allclose(history.history["lr"], [1e-2, 1e-2], rtol=1e-6)
-    np.testing.assert_allclose(history.history["eta_t"], [0.5, 0.0], atol=1e-6)
-    assert monitor.history["iterations"] == list(range(1, 9))
-    np.testing.assert_allclose(monitor.history["eta_t"], [0.5, 0, 1] * 2 + [0.5, 0],
-                               atol=1e-6)
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 and keys <= set(rows[0])
-    assert float(rows[1]["lr_t"]) == pytest.approx(history.history["lr_t"][1])
+    history = fit_and_check_monitor_logs(model, monitor, tf_keras.callbacks.CSVLogger,
+                                         tmp_path / "log.csv")
     kernel = model.trainable_variables[0]
-    assert float(rows[1]["eff_lr_max/dense_1"]) >= float(rows[1]["eff_lr_mean/dense_1"]) > 0
     assert history.history["eff_lr_max/dense_1"][-1] == pytest.approx(
         float(np.max(np.maximum(optimizer.effective_learning_rate(kernel),
                                 optimizer.effective_learning_rate(
@@ -124,41 +84,20 @@ def test_monitor_logs_reach_history_and_csv_logger(tmp_path, run_eagerly):
 
 
 def test_monitor_epoch_frequency_and_bad_frequency():
-    model = small_model()
-    model.compile(SGDW(learning_rate=0.01, init_verbose=False), loss="mse")
-    monitor = LearningRateMonitor(update_freq="epoch")
-    x, y = fit_data()
-    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[monitor])
-    assert monitor.history["iterations"] == [4, 8]
-    with pytest.raises(ValueError, match="update_freq"):
-        LearningRateMonitor(update_freq="step")
+    check_epoch_frequency(tf_keras, keras2, LearningRateMonitor)
 
 
-NEW_ARGUMENTS = {
-    "layerwise_lr_decay": {"dense_1": 0.25, r"^dense_2/bias$": 1.0},
-    "effective_lr_bounds": (1e-4, 0.05),
-}
-
-
-@pytest.mark.parametrize("cls", [AdamW, NadamW, SGDW])
-def test_new_arguments_survive_get_config(cls):
-    optimizer = cls(init_verbose=False, learning_rate=WarmUp(1e-3, 10, initial=1e-5),
-                    **NEW_ARGUMENTS)
-    optimizer.apply_layerwise_lr_decay(var_dict={"dense_2/kernel": 0.5})
-    config = optimizer.get_config()
-    restored = cls.from_config(config)
-    assert restored.layerwise_lr_decay == {**NEW_ARGUMENTS["layerwise_lr_decay"],
-                                           r"^dense_2/kernel$": 0.5}
-    assert restored.effective_lr_bounds == NEW_ARGUMENTS["effective_lr_bounds"]
-    assert restored.get_config() == config
-    assert isinstance(restored._get_hyper("learning_rate"), WarmUp)
+@pytest.mark.parametrize("case", rows("adamw", "nadamw", "sgdw"), ids=case_id)
+def test_new_arguments_survive_get_config(case):
+    check_new_arguments_survive_get_config(getattr(keras2, case.class_name), WarmUp,
+                                           lambda optimizer: optimizer._get_hyper("learning_rate"))
 
 
 @pytest.mark.parametrize("suffix", ["h5", "keras"])
 def test_save_load_keeps_rules_bounds_schedule_and_state(tmp_path, suffix):
     """h5 and .keras: WarmUp, a callable bound and layer-wise decay come back; from
     h5 also the state, and training continues on the original's trajectory."""
-    model = small_model()
+    model = small_model(tf_keras)
     decayed = tf_keras.optimizers.schedules.ExponentialDecay(1e-2, 2, 0.5)
     optimizer = AdamW(learning_rate=WarmUp(decayed, 3), init_verbose=False,
                       effective_lr_bounds=(1e-3, upper_bound),

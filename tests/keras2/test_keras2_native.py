@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras2_helpers import assert_close, needs_custom_calls
+from helpers import assert_close
+from keras2_helpers import needs_custom_calls
 
 from keras_adamw.core.rules import NadamCoefficients
 from keras_adamw.core.step import VariableScalars

@@ -18,29 +18,28 @@ round trips are in test_keras2_saving.py).
 import numpy as np
 import pytest
 import tensorflow as tf
+from cases import CASES
+from helpers import crash_at, fit_data
 
-from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw import keras2
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
 )
 
-CLASSES = {"AdamW": (AdamW, {}), "NadamW": (NadamW, {}), "SGDW": (SGDW, {"momentum": 0.9})}
 BATCH, STEPS_PER_EPOCH, EPOCHS = 4, 6, 3
 get = tf_keras.backend.get_value
 
 
 def data():
-    rng = np.random.default_rng(0)
-    n = BATCH * STEPS_PER_EPOCH
-    return rng.normal(size=(n, 3)).astype("float32"), rng.normal(size=(n, 1)).astype("float32")
+    return fit_data(BATCH * STEPS_PER_EPOCH, features=3, outputs=1)
 
 
-def make_optimizer(name):
-    """Multipliers, both decays and a 5-update cycle (epochs of 6 end mid-cycle)."""
-    cls, options = CLASSES[name]
-    return cls(learning_rate=0.01, total_iterations=5, use_cosine_annealing=True,
-               lr_multipliers={"d1": 0.5}, weight_decay=0.05,
-               weight_decays={"d2/kernel": (0, 0.02)}, init_verbose=False, **options)
+def make_optimizer(row):
+    """The row's optimizer with multipliers, both decays and a 5-update cycle
+    (epochs of 6 end mid-cycle)."""
+    return CASES[row].make(keras2, learning_rate=0.01, total_iterations=5,
+                           use_cosine_annealing=True, lr_multipliers={"d1": 0.5},
+                           weight_decay=0.05, weight_decays={"d2/kernel": (0, 0.02)})
 
 
 def fresh(optimizer, seed=3):
@@ -69,21 +68,6 @@ def fit(model, callbacks, epochs=EPOCHS):
                      callbacks=callbacks)
 
 
-class CrashAt(tf_keras.callbacks.Callback):
-    """Raises before batch `batch` of epoch `epoch`: a preempted job."""
-
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise RuntimeError("simulated preemption")
-
-
 class Snapshot(tf_keras.callbacks.Callback):
     """`state(model)` after update `after` (0: at the start of training)."""
 
@@ -100,12 +84,12 @@ class Snapshot(tf_keras.callbacks.Callback):
             self.taken = state(self.model)
 
 
-@pytest.mark.parametrize("name", ["AdamW", "NadamW"])
+@pytest.mark.parametrize("name", ["adamw", "nadamw"])
 def test_backup_and_restore_each_epoch_resumes_bit_identically(name, tmp_path):
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="simulated preemption"):
         fit(fresh(make_optimizer(name)), [
-            tf_keras.callbacks.BackupAndRestore(backup), CrashAt(2, 3)])
+            tf_keras.callbacks.BackupAndRestore(backup), crash_at(tf_keras.callbacks.Callback, 2, 3)])
     resumed = fresh(make_optimizer(name))
     history = fit(resumed, [tf_keras.callbacks.BackupAndRestore(backup)])
     assert len(history.history["loss"]) == 1  # epochs 0 and 1 came from the backup
@@ -115,7 +99,7 @@ def test_backup_and_restore_each_epoch_resumes_bit_identically(name, tmp_path):
     assert_same(state(resumed), state(uninterrupted))
 
 
-@pytest.mark.parametrize("name", ["NadamW", "SGDW"])
+@pytest.mark.parametrize("name", ["nadamw", "sgdw_momentum"])
 def test_backup_and_restore_mid_epoch_restores_the_saved_state(name, tmp_path):
     """save_freq=4: the last backup before the crash (epoch 1, batch 3) holds 8
     updates, t_cur 3."""
@@ -123,7 +107,7 @@ def test_backup_and_restore_mid_epoch_restores_the_saved_state(name, tmp_path):
     saved = Snapshot(after=8)
     with pytest.raises(RuntimeError, match="simulated preemption"):
         fit(fresh(make_optimizer(name)), [
-            saved, tf_keras.callbacks.BackupAndRestore(backup, save_freq=4), CrashAt(1, 3)])
+            saved, tf_keras.callbacks.BackupAndRestore(backup, save_freq=4), crash_at(tf_keras.callbacks.Callback, 1, 3)])
     resumed = fresh(make_optimizer(name))
     # Slots created first, so that the restore assigns them before any update.
     resumed.optimizer._create_all_weights(resumed.trainable_variables)
@@ -134,14 +118,14 @@ def test_backup_and_restore_mid_epoch_restores_the_saved_state(name, tmp_path):
     assert_same(restored.taken, saved.taken)
 
 
-@pytest.mark.parametrize("name", ["AdamW", "SGDW"])
+@pytest.mark.parametrize("name", ["adamw", "sgdw_momentum"])
 def test_h5_written_mid_epoch_resumes_bit_identically(name, tmp_path):
     path = str(tmp_path / "mid.h5")
     checkpoint = tf_keras.callbacks.ModelCheckpoint(path, save_freq=9)  # epoch 1, batch 2
     with pytest.raises(RuntimeError, match="simulated preemption"):
-        fit(fresh(make_optimizer(name)), [checkpoint, CrashAt(1, 4)])
-    cls, _ = CLASSES[name]
-    resumed = tf_keras.models.load_model(path, custom_objects={name: cls})
+        fit(fresh(make_optimizer(name)), [checkpoint, crash_at(tf_keras.callbacks.Callback, 1, 4)])
+    cls = getattr(keras2, CASES[name].class_name)
+    resumed = tf_keras.models.load_model(path, custom_objects={cls.__name__: cls})
     assert get(resumed.optimizer.iterations) == 9 and get(resumed.optimizer.t_cur) == 4
     x, y = data()
     remaining = range(3, STEPS_PER_EPOCH)  # the rest of epoch 1, then epoch 2
@@ -173,7 +157,7 @@ def slots(model):
 
 def test_tf_checkpoint_of_adamw_restores_a_builtin_adam_whole(tmp_path):
     trained, restored, status = adam_and_adamw_checkpoint(
-        make_optimizer("AdamW"), tf_keras.optimizers.legacy.Adam(0.01), tmp_path)
+        make_optimizer("adamw"), tf_keras.optimizers.legacy.Adam(0.01), tmp_path)
     assert get(restored.optimizer.iterations) == 6
     assert_same(slots(restored), slots(trained))
     assert_same(restored.get_weights(), trained.get_weights())
@@ -187,7 +171,7 @@ def test_tf_checkpoint_of_adamw_restores_a_builtin_adam_whole(tmp_path):
 def test_tf_checkpoint_of_builtin_adam_into_adamw_is_partial_and_tensorflow_says_so(
         tmp_path):
     trained, restored, status = adam_and_adamw_checkpoint(
-        tf_keras.optimizers.legacy.Adam(0.01), make_optimizer("AdamW"), tmp_path)
+        tf_keras.optimizers.legacy.Adam(0.01), make_optimizer("adamw"), tmp_path)
     assert get(restored.optimizer.iterations) == 6
     assert_same(slots(restored), slots(trained))
     assert get(restored.optimizer.t_cur) == 0  # Adam has no schedule: initial values

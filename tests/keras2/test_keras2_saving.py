@@ -3,18 +3,18 @@ tf.train.Checkpoint restoring slots, iterations, t_cur and eta_t exactly."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from cases import case_id, rows
+from helpers import fit_data
 
-from keras_adamw.keras2 import SGDW, AdamW, NadamW
+from keras_adamw import keras2
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
 )
 
 OPTIONS = {"learning_rate": 0.01, "lr_multipliers": {"d1": 0.5},
-               "weight_decays": {"d1/kernel": (0.0, 1e-2)}, "use_cosine_annealing": True,
-               "total_iterations": 4, "weight_decay": 0.02, "exclude_from_weight_decay": ["bias"],
-               "init_verbose": False}
-CLASSES = {"AdamW": (AdamW, {"amsgrad": True}), "NadamW": (NadamW, {}),
-           "SGDW": (SGDW, {"momentum": 0.9, "nesterov": True})}
+           "weight_decays": {"d1/kernel": (0.0, 1e-2)}, "use_cosine_annealing": True,
+           "total_iterations": 4, "weight_decay": 0.02, "exclude_from_weight_decay": ["bias"]}
+SAVED = rows("adamw_amsgrad", "nadamw", "sgdw_nesterov")
 
 
 def _model(optimizer):
@@ -25,18 +25,17 @@ def _model(optimizer):
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(24, 2)).astype("float32"), rng.normal(size=(24, 1)).astype("float32")
+    return fit_data(24, features=2, outputs=1)
 
 
 def _state(optimizer):
     return [np.asarray(w) for w in optimizer.get_weights()]
 
 
-@pytest.mark.parametrize("name", list(CLASSES))
-def test_config_round_trip(name):
-    cls, extra = CLASSES[name]
-    optimizer = cls(**OPTIONS, **extra)
+@pytest.mark.parametrize("case", SAVED, ids=case_id)
+def test_config_round_trip(case):
+    cls, name = getattr(keras2, case.class_name), case.class_name
+    optimizer = case.make(keras2, **OPTIONS)
     config = optimizer.get_config()
     again = cls.from_config(config)
     assert again.get_config() == config
@@ -48,11 +47,11 @@ def test_config_round_trip(name):
 
 
 @pytest.mark.parametrize("fmt", ["h5", "tf", "keras"])
-@pytest.mark.parametrize("name", list(CLASSES))
-def test_save_load_continues_training(name, fmt, tmp_path):
-    cls, extra = CLASSES[name]
+@pytest.mark.parametrize("case", SAVED, ids=case_id)
+def test_save_load_continues_training(case, fmt, tmp_path):
+    cls, name = getattr(keras2, case.class_name), case.class_name
     x, y = _data()
-    model = _model(cls(**OPTIONS, **extra))
+    model = _model(case.make(keras2, **OPTIONS))
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 6 updates: t_cur restarted
     path = str(tmp_path / ("m.h5" if fmt == "h5" else "m.keras" if fmt == "keras" else "m"))
     model.save(path, save_format=None if fmt != "tf" else "tf")
@@ -76,17 +75,16 @@ def test_save_load_continues_training(name, fmt, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", list(CLASSES))
-def test_checkpoint_restores_state_exactly(name, tmp_path):
-    cls, extra = CLASSES[name]
+@pytest.mark.parametrize("case", SAVED, ids=case_id)
+def test_checkpoint_restores_state_exactly(case, tmp_path):
     x, y = _data()
-    model = _model(cls(**OPTIONS, **extra))
+    model = _model(case.make(keras2, **OPTIONS))
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     tf_keras.backend.set_value(model.optimizer.t_cur, -1)  # manual restart is state too
     path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
         str(tmp_path / "ckpt"))
 
-    fresh = _model(cls(**OPTIONS, **extra))
+    fresh = _model(case.make(keras2, **OPTIONS))
     fresh.set_weights([w * 0 for w in fresh.get_weights()])
     tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).restore(path)
     get = tf_keras.backend.get_value  # reading them creates and restores them

@@ -68,7 +68,7 @@ def test_get_weight_decays_reads_then_zeroes():
 
 
 def test_zero_penalties_false_keeps_the_loss_penalty():
-    model = small_model()
+    model = small_model(keras)
     model.get_layer("dense_1").kernel.regularizer = L2(0.1)
     model.get_layer("dense_1").kernel_regularizer = model.get_layer("dense_1").kernel.regularizer
     keras_adamw.AdamW(model=model, zero_penalties=False, total_iterations=10, init_verbose=False)
@@ -151,7 +151,7 @@ def test_total_iterations_le_1_switches_off_with_a_warning():
 
 
 def test_init_verbose_prints_one_table_at_build(capsys):
-    model = small_model()
+    model = small_model(keras)
     optimizer = keras_adamw.AdamW(lr_multipliers={"dense_1": 0.5}, total_iterations=100,
                                   weight_decays={"dense_2/kernel:0": (0, 1e-2)})
     assert capsys.readouterr().out == ""
@@ -161,7 +161,7 @@ def test_init_verbose_prints_one_table_at_build(capsys):
     optimizer.build(model.trainable_variables)
     assert capsys.readouterr().out == ""
     quiet = keras_adamw.AdamW(lr_multipliers={"dense_1": 0.5}, init_verbose=False)
-    quiet.build(small_model().trainable_variables)
+    quiet.build(small_model(keras).trainable_variables)
     assert capsys.readouterr().out == ""
 
 
@@ -170,7 +170,7 @@ def test_unmatched_keys_warn_with_the_closest_paths():
                                   weight_decays={"dense_9/kernel:0": (0, 1e-3)},
                                   total_iterations=10, init_verbose=False)
     with pytest.warns(UserWarning) as record:
-        optimizer.build(small_model().trainable_variables)
+        optimizer.build(small_model(keras).trainable_variables)
     messages = [str(r.message) for r in record]
     assert any("lr_multipliers" in m and "dense_1/kernel" in m for m in messages)
     assert any("weight_decays" in m and "'dense_9/kernel:0'" in m for m in messages)
@@ -180,7 +180,7 @@ def test_ambiguous_weight_decay_key_is_refused():
     optimizer = keras_adamw.AdamW(weight_decays={"kernel": (0, 1e-3)}, total_iterations=10,
                                   init_verbose=False)
     with pytest.raises(ValueError, match="matches 2"):
-        optimizer.build(small_model().trainable_variables)
+        optimizer.build(small_model(keras).trainable_variables)
 
 
 def test_legacy_attributes_and_settings_are_readable():
@@ -193,7 +193,7 @@ def test_legacy_attributes_and_settings_are_readable():
 
 def test_exclude_from_weight_decay_method_after_build_is_refused():
     optimizer = keras_adamw.AdamW(weight_decay=0.1, init_verbose=False)
-    optimizer.build(small_model().trainable_variables)
+    optimizer.build(small_model(keras).trainable_variables)
     with pytest.raises(ValueError, match="before the optimizer is built"):
         optimizer.exclude_from_weight_decay(var_names=["bias"])
 
@@ -244,7 +244,7 @@ def test_legacy_rnn_keys_match_the_cell_weights():
 
 @pytest.mark.parametrize("weight_decays", [{"dense_1/kernel:0": (0, 1e-4)}, {"a": 0}, {}])
 def test_model_decays_win_over_weight_decays_with_a_warning_as_in_1x(weight_decays):
-    model = small_model()
+    model = small_model(keras)
     model.get_layer("dense_1").kernel.regularizer = L2(0.1)
     model.get_layer("dense_1").kernel_regularizer = model.get_layer("dense_1").kernel.regularizer
     with pytest.warns(UserWarning, match=r"`weight_decays` is ignored because `model` is given"):

@@ -16,37 +16,39 @@ oracle's trajectory with numpy gradients (rtol 1e-5), `t_cur` advanced once per
 update, and a `.keras` checkpoint written under the strategy that restores every
 variable here.
 """
-import json
 import os
-import socket
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND
-from reference import ReferenceOptimizer
+from cases import CASES
+from helpers import (
+    MLP_EXTRAS_ORACLE,
+    as_float64,
+    assert_close,
+    mlp_oracle_run,
+    run_script,
+    run_workers,
+    subprocess_environment,
+)
+from keras3_helpers import BACKEND, float32_terms
 
-from keras_adamw.utils import K_eval
+import keras_adamw  # noqa: F401  (registers the optimizers for `load_model`)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-STEPS, GLOBAL_BATCH, CYCLE = 10, 8, 4
+STEPS, GLOBAL_BATCH, CYCLE = 10, 8, MLP_EXTRAS_ORACLE["total_iterations"]
 TIMEOUT = 240
 
 PRELUDE = f"""
 import json, os, sys
 import numpy as np
 import keras
-from helpers import small_model
+from helpers import fit_data, small_model, t_cur_trace
 import keras_adamw
 from keras_adamw.utils import K_eval
 
 STEPS, GLOBAL_BATCH = {STEPS}, {GLOBAL_BATCH}
-rng = np.random.default_rng(0)
-x = rng.normal(size=(STEPS * GLOBAL_BATCH, 4)).astype("float32")
-y = rng.normal(size=(STEPS * GLOBAL_BATCH, 2)).astype("float32")
+x, y = fit_data(STEPS * GLOBAL_BATCH)
 
 
 def make_optimizer(name):
@@ -61,38 +63,27 @@ def values(variables):
     return [np.asarray(K_eval(v), np.float64).tolist() for v in variables]
 
 
-def report(model, optimizer, t_cur_trace, initial):
+def report(model, optimizer, trace, initial):
     return {{"initial": initial, "weights": values(model.trainable_variables),
-            "optimizer": values(optimizer.variables), "t_cur_trace": t_cur_trace}}
-
-
-class TCurTrace(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.trace = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.trace.append(int(K_eval(self.model.optimizer.t_cur)))
+            "optimizer": values(optimizer.variables), "t_cur_trace": trace}}
 
 
 def fit(model, optimizer):
     initial = values(model.trainable_variables)
-    trace = TCurTrace()
+    trace = t_cur_trace(keras.callbacks.Callback)
     model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0,
               callbacks=[trace])
     return report(model, optimizer, trace.trace, initial)
 """
 
 MIRRORED = PRELUDE + """
-import tensorflow as tf
+from helpers import mirrored_strategy_on_two_cpus
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 result = {}
 for name in ("AdamW", "NadamW"):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy_on_two_cpus()
     with strategy.scope():
-        model, optimizer = small_model(), make_optimizer(name)
+        model, optimizer = small_model(keras), make_optimizer(name)
         model.compile(optimizer, loss="mse")
     run = fit(model, optimizer)
     run["replicas"] = strategy.num_replicas_in_sync
@@ -102,7 +93,7 @@ for name in ("AdamW", "NadamW"):
     result[name] = run
     if name == "NadamW":  # the oracle and the checkpoint suffice (time)
         continue
-    single, single_optimizer = small_model(), make_optimizer(name)
+    single, single_optimizer = small_model(keras), make_optimizer(name)
     single.compile(single_optimizer, loss="mse")
     run["single"] = fit(single, single_optimizer)
     with strategy.scope():  # restored under the strategy, trained on side by side
@@ -120,7 +111,7 @@ import tensorflow as tf
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 with strategy.scope():
-    model, optimizer = small_model(), make_optimizer("AdamW")
+    model, optimizer = small_model(keras), make_optimizer("AdamW")
     optimizer.build(model.trainable_variables)
 initial = values(model.trainable_variables)
 options = tf.data.Options()
@@ -161,7 +152,7 @@ devices = jax.devices()
 result = {}
 for name in ("AdamW", "NadamW"):
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    model, optimizer = small_model(), make_optimizer(name)
+    model, optimizer = small_model(keras), make_optimizer(name)
     model.compile(optimizer, loss="mse")
     run = fit(model, optimizer)
     run["replicas"] = len(devices)
@@ -173,105 +164,35 @@ for name in ("AdamW", "NadamW"):
     keras.distribution.set_distribution(None)
     result[name] = run
     if name == "AdamW":
-        single, single_optimizer = small_model(), make_optimizer(name)
+        single, single_optimizer = small_model(keras), make_optimizer(name)
         single.compile(single_optimizer, loss="mse")
         run["single"] = fit(single, single_optimizer)
 print("RESULT" + json.dumps(result))
 """
 
 
-def environment(**extra):
-    """The subprocess environment, explicit: the repository, the test helpers."""
-    path = os.pathsep.join([ROOT, HERE, os.path.dirname(HERE)])
-    return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
-
-
-def parse(stdout, stderr):
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT")]
-    assert lines, stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT"):])
-
-
-def run_script(script, workdir, **env):
-    out = subprocess.run([sys.executable, "-c", script, str(workdir)], capture_output=True,
-                         text=True, env=environment(**env), timeout=TIMEOUT, check=False,
-                         cwd=ROOT)
-    return parse(out.stdout, out.stderr)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-# ---- the float64 oracle of the same training ------------------------------------------
-
-
-def mlp_gradients(params, x, y):
-    """Gradients of `mean((tanh(x w1 + b1) w2 + b2 - y)^2)`, float64 numpy."""
-    w1, b1, w2, b2 = params
-    hidden = np.tanh(x @ w1 + b1)
-    residual = 2.0 * (hidden @ w2 + b2 - y) / y.size
-    d_hidden = (residual @ w2.T) * (1.0 - hidden ** 2)
-    return [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ residual, residual.sum(0)]
-
-
-def oracle_run(name, initial):
-    """The oracle's parameters and state after the subprocess's 10 updates."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(STEPS * GLOBAL_BATCH, 4)).astype("float32").astype(np.float64)
-    y = rng.normal(size=(STEPS * GLOBAL_BATCH, 2)).astype("float32").astype(np.float64)
-    kind = {"AdamW": "adamw", "NadamW": "nadamw"}[name]
-    params = [np.array(p, np.float64) for p in initial]
-    options = {}
-    if kind == "adamw" and BACKEND == "tensorflow":  # fused kernels: float32 betas
-        options = {"beta_1": float(np.float32(0.9)), "beta_2": float(np.float32(0.999))}
-    # dense_1/kernel, dense_1/bias, dense_2/kernel, dense_2/bias
-    oracle = ReferenceOptimizer(
-        kind, [p.shape for p in params], learning_rate=0.01, epsilon=keras.config.epsilon(),
-        multipliers=[0.5, 0.5, 1.0, 1.0], l1_l2=[(0, 0), (0, 0), (0, 0.1), (0, 0)],
-        weight_decay=0.05, decay_mask=[True, False, True, False],
-        total_iterations=CYCLE, use_cosine_annealing=True, **options)
-    trace = []
-    for step in range(STEPS):
-        batch = slice(step * GLOBAL_BATCH, (step + 1) * GLOBAL_BATCH)
-        params = oracle.step(params, mlp_gradients(params, x[batch], y[batch]))
-        trace.append(oracle.t_cur)
-    return params, oracle, trace
-
-
-def assert_close(actual, expected, what):
-    expected = np.asarray(expected, np.float64)
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=1e-5,
-                               atol=1e-6 * np.max(np.abs(expected)), err_msg=what)
-
-
 def check_run(name, run, single=True):
     """Oracle, single-device run, t_cur once per update, checkpoint restore."""
-    params, oracle, trace = oracle_run(name, run["initial"])
+    case = CASES[name.lower()]
+    params, oracle, trace = mlp_oracle_run(case, run["initial"], STEPS, GLOBAL_BATCH, (4, 2),
+                                           float32_terms(case))
     assert run["replicas"] == 2
     assert run["t_cur_trace"] == trace == [(i + 1) % CYCLE for i in range(STEPS)]
     for actual, expected in zip(run["weights"], params):
-        assert_close(actual, expected, f"{name} vs oracle")
+        assert_close(actual, expected, what=f"{name} vs oracle")
     if single:
         for actual, expected in zip(run["weights"], run["single"]["weights"]):
-            assert_close(actual, expected, f"{name} vs single device")
+            assert_close(actual, expected, what=f"{name} vs single device")
     iterations, _, t_cur, eta_t, lr_t = run["optimizer"][:5]
     assert (iterations, t_cur) == (STEPS, oracle.t_cur)
-    assert_close(eta_t, oracle.eta_t, "eta_t")
-    assert_close(lr_t, oracle.lr_t, "lr_t")
+    assert_close(eta_t, oracle.eta_t, what="eta_t")
+    assert_close(lr_t, oracle.lr_t, what="lr_t")
     restored = keras.models.load_model(run["checkpoint"])
     assert type(restored.optimizer).__name__ == name
     for variable, saved in zip(restored.optimizer.variables, run["optimizer"]):
-        np.testing.assert_array_equal(K_eval(variable), saved, err_msg=variable.path)
+        np.testing.assert_array_equal(as_float64(variable), saved, err_msg=variable.path)
     for variable, saved in zip(restored.trainable_variables, run["weights"]):
-        np.testing.assert_array_equal(K_eval(variable), saved)
+        np.testing.assert_array_equal(as_float64(variable), saved)
 
 
 tensorflow_only = pytest.mark.skipif(
@@ -281,7 +202,8 @@ tensorflow_only = pytest.mark.skipif(
 
 @tensorflow_only
 def test_mirrored_strategy_two_cpus(tmp_path):
-    result = run_script(MIRRORED, tmp_path, KERAS_BACKEND="tensorflow")
+    result = run_script(MIRRORED, tmp_path, timeout=TIMEOUT,
+                        env=subprocess_environment(HERE, KERAS_BACKEND="tensorflow"))
     assert sorted(result) == ["AdamW", "NadamW"]
     for name, run in result.items():
         check_run(name, run, single="single" in run)
@@ -292,22 +214,7 @@ def test_mirrored_strategy_two_cpus(tmp_path):
 
 @tensorflow_only
 def test_multi_worker_mirrored_strategy_two_workers(tmp_path):
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
-    try:
-        for index in range(2):
-            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            workers.append(subprocess.Popen(
-                [sys.executable, "-c", MULTI_WORKER, str(tmp_path)], cwd=ROOT,
-                env=environment(KERAS_BACKEND="tensorflow", TF_CONFIG=config),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        runs = [parse(*worker.communicate(timeout=TIMEOUT)) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-            worker.wait()
+    runs = run_workers(MULTI_WORKER, tmp_path, TIMEOUT, KERAS_BACKEND="tensorflow")
     for run in runs:
         assert run["local_batches"] == [GLOBAL_BATCH // 2] * STEPS  # the batch is split
         check_run("AdamW", run, single=False)
@@ -318,8 +225,9 @@ def test_multi_worker_mirrored_strategy_two_workers(tmp_path):
                     f"JAX here; on {BACKEND}, see the tf.distribute tests (torch: Keras "
                     f"has no distribution API)")
 def test_jax_data_parallel_two_host_devices(tmp_path):
-    result = run_script(DATA_PARALLEL, tmp_path, KERAS_BACKEND="jax",
-                        XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = run_script(DATA_PARALLEL, tmp_path, timeout=TIMEOUT,
+                        env=subprocess_environment(HERE, KERAS_BACKEND="jax",
+                        XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert sorted(result) == ["AdamW", "NadamW"]
     for name, run in result.items():
         assert run["sharded_over"] == {"kernel": 2, "t_cur": 2}  # replicated on both

@@ -36,8 +36,9 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values, small_model
-from reference import ReferenceOptimizer
+from cases import EACH_OPTIMIZER, case_id, rows
+from helpers import fit_data, oracle_for, small_model
+from keras3_helpers import BACKEND, float32_terms, numpy_values
 
 import keras_adamw
 from keras_adamw.utils import K_eval
@@ -107,27 +108,13 @@ def test_non_finite_gradients_give_keras_pattern(name):
 
 # ---- None gradients -----------------------------------------------------------------
 
-NONE_CASES = {
-    "adamw": (keras_adamw.AdamW, "adamw", {}),
-    "nadamw": (keras_adamw.NadamW, "nadamw", {}),
-    "sgdw_momentum": (keras_adamw.SGDW, "sgdw", {"momentum": 0.9}),
-}
-
-
-@pytest.mark.parametrize("name", sorted(NONE_CASES))
-def test_none_gradient_skips_the_variable_and_advances_once(name):
+@pytest.mark.parametrize("case", rows(*EACH_OPTIMIZER), ids=case_id)
+def test_none_gradient_skips_the_variable_and_advances_once(case):
     """b has no gradient for 3 steps: untouched, undecayed; then both train as the oracle."""
-    cls, kind, options = NONE_CASES[name]
     schedule = {"use_cosine_annealing": True, "total_iterations": 4, "weight_decay": WD}
-    optimizer = cls(learning_rate=0.05, **options, **schedule, init_verbose=False)
-    oracle_options = dict(options)
-    if kind != "sgdw":
-        oracle_options["epsilon"] = keras.config.epsilon()
-    if kind == "adamw" and BACKEND == "tensorflow":
-        # TensorFlow's fused Adam uses float32 betas (see test_oracle.py).
-        oracle_options.update(beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999)))
-    oracle = ReferenceOptimizer(kind, [(3,), (2,)], learning_rate=0.05, **oracle_options,
-                                **schedule)
+    optimizer = case.make(keras_adamw, learning_rate=0.05, **schedule)
+    oracle = oracle_for(case, [(3,), (2,)], learning_rate=0.05, float32=float32_terms(case),
+                        **schedule)
     rng = np.random.default_rng(0)
     a = keras.Variable(rng.normal(size=3), dtype="float32", name="a")
     b = keras.Variable(rng.normal(size=2), dtype="float32", name="b")
@@ -163,14 +150,8 @@ def test_all_none_gradients_raise_and_leave_state_untouched():
 # ---- frozen layers ------------------------------------------------------------------
 
 
-def fit_data(seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 2)).astype(
-        "float32")
-
-
 def test_frozen_layer_is_neither_updated_nor_decayed():
-    model = small_model()
+    model = small_model(keras)
     model.get_layer("dense_1").trainable = False
     frozen = numpy_values(model.get_layer("dense_1").weights)
     trained = numpy_values(model.get_layer("dense_2").weights)
@@ -178,7 +159,7 @@ def test_frozen_layer_is_neither_updated_nor_decayed():
                                   weight_decays={"dense_1/kernel": (0.0, 0.5)})
     model.compile(optimizer, loss="mse")
     with pytest.warns(UserWarning, match="'dense_1/kernel' matches no variable"):
-        model.fit(*fit_data(), batch_size=4, epochs=2, verbose=0)
+        model.fit(*fit_data(16), batch_size=4, epochs=2, verbose=0)
     for before, after in zip(frozen, numpy_values(model.get_layer("dense_1").weights)):
         np.testing.assert_array_equal(after, before)
     for before, after in zip(trained, numpy_values(model.get_layer("dense_2").weights)):
@@ -188,15 +169,15 @@ def test_frozen_layer_is_neither_updated_nor_decayed():
 
 def freeze_after_build(make_optimizer):
     """Trains, freezes dense_2, recompiles, trains: (frozen before, after) or the error."""
-    model = small_model()
+    model = small_model(keras)
     optimizer = make_optimizer()
     model.compile(optimizer, loss="mse")
-    model.fit(*fit_data(), batch_size=4, epochs=1, verbose=0)
+    model.fit(*fit_data(16), batch_size=4, epochs=1, verbose=0)
     model.get_layer("dense_2").trainable = False
     frozen = numpy_values(model.get_layer("dense_2").weights)
     model.compile(optimizer, loss="mse")
     try:
-        model.fit(*fit_data(1), batch_size=4, epochs=1, verbose=0)
+        model.fit(*fit_data(16, seed=1), batch_size=4, epochs=1, verbose=0)
     except ValueError as error:
         return optimizer, str(error)
     return optimizer, (frozen, numpy_values(model.get_layer("dense_2").weights))
@@ -271,7 +252,7 @@ def test_model_without_trainable_variables_trains_as_a_noop():
     model.compile(optimizer, loss="mse")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras: "The model does not have any trainable weights."
-        x, _ = fit_data()
+        x, _ = fit_data(16)
         model.fit(x, 2.0 * x, batch_size=4, epochs=1, verbose=0)
     assert state(optimizer) == (0, 0, 1.0)
 

@@ -42,59 +42,31 @@ The `eta_t` sequence over 3 cycles is checked against the closed form and agains
 optax's own cosine schedule joined at the restarts.
 """
 import contextlib
-import dataclasses
-import math
-from collections.abc import Callable
 
 import jax
 import keras
 import numpy as np
 import optax
 import pytest
-import torch
-from helpers import BACKEND
+from cases import CASES, INDEPENDENT, REFERENCES, independent_arguments
+from helpers import (
+    as_float64,
+    assert_close,
+    flat,
+    make_problem,
+    max_relative_deviation,
+    run_ours,
+    torch_references,
+)
+from keras3_helpers import BACKEND
 from reference import cosine_eta
 
 import keras_adamw
-from keras_adamw.utils import K_eval
 
-STEPS = 100
-LR, EPS, WD = 0.01, 1e-3, 0.1
-BETA_1, BETA_2 = 0.9, 0.999
-T, ETA_MIN = 40, 0.1  # cosine cycle: 100 steps = 2.5 cycles, two restarts
-L2 = 0.05  # paper-convention decay of `kernel`
 RTOL = {"float32": 1e-5, "float64": 1e-6}
-NAMES = ("kernel", "bias")
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """Noisy quadratic `0.5 |theta - target|^2`, gradients `theta - target + noise_k`."""
-
-    init: tuple
-    target: tuple
-    noise: tuple  # per step, per variable
-
-    def gradients(self, step, values):
-        return [v - t + n for v, t, n in zip(values, self.target, self.noise[step])]
-
-
-def make_problem(seed=0):
-    rng = np.random.default_rng(seed)
-    shapes = ((3, 4), (4,))
-    return Problem(tuple(rng.normal(size=s) for s in shapes),
-                   tuple(rng.normal(size=s) for s in shapes),
-                   tuple(tuple(0.3 * rng.normal(size=s) for s in shapes)
-                         for _ in range(STEPS)))
-
-
-def eta(step):
-    """The cosine multiplier of update `step` (0-based), restarting every T updates."""
-    return cosine_eta(step % T, T, ETA_MIN, 1.0)
-
-
-def flat(values):
-    return np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in values])
+LR, EPS, WD = (INDEPENDENT[k] for k in ("learning_rate", "epsilon", "weight_decay"))
+T, ETA_MIN = INDEPENDENT["cycle"], INDEPENDENT["eta_min"]
+BETA_2 = 0.999
 
 
 @contextlib.contextmanager
@@ -107,55 +79,14 @@ def variable_dtype_scope(dtype):
         yield
 
 
-def run_ours(optimizer, problem, dtype):
+def run_keras3(optimizer, problem, dtype):
     """Trajectory (steps x elements) of our optimizer on `problem`."""
+    def step(grads, variables):
+        optimizer.apply([keras.ops.convert_to_tensor(g, dtype) for g in grads], variables)
+
     with variable_dtype_scope(dtype):
-        variables = [keras.Variable(x, dtype=dtype, name=n)
-                     for x, n in zip(problem.init, NAMES)]
-        trajectory = []
-        for step in range(STEPS):
-            values = [np.asarray(K_eval(v), np.float64) for v in variables]
-            grads = [keras.ops.convert_to_tensor(g, dtype)
-                     for g in problem.gradients(step, values)]
-            optimizer.apply(grads, variables)
-            trajectory.append(flat(K_eval(v) for v in variables))
-    return np.stack(trajectory)
-
-
-@contextlib.contextmanager
-def torch_float64():
-    """Float64 scalar state too (NAdam's `mu_product` follows the default dtype)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def run_torch(make_optimizer, problem, before_step=None, scale_gradients=None):
-    """Trajectory of a `torch.optim` optimizer (float64) on `problem`.
-
-    Args:
-        make_optimizer: `[kernel, bias] -> torch.optim.Optimizer`.
-        problem: the `Problem`.
-        before_step: optional `(optimizer, step) -> None`, e.g. sets lr or eps.
-        scale_gradients: optional `step -> factor` multiplying the gradients.
-    """
-    with torch_float64():
-        params = [torch.tensor(x, requires_grad=True) for x in problem.init]
-        optimizer = make_optimizer(params)
-        trajectory = []
-        for step in range(STEPS):
-            grads = problem.gradients(step, [p.detach().numpy() for p in params])
-            factor = 1.0 if scale_gradients is None else scale_gradients(step)
-            for p, g in zip(params, grads):
-                p.grad = torch.tensor(g * factor)
-            if before_step is not None:
-                before_step(optimizer, step)
-            optimizer.step()
-            trajectory.append(flat(p.detach().numpy() for p in params))
-    return np.stack(trajectory)
+        return run_ours(optimizer, problem,
+                        lambda value, name: keras.Variable(value, dtype=dtype, name=name), step)
 
 
 def run_optax(transform, problem):
@@ -165,83 +96,12 @@ def run_optax(transform, problem):
         state = transform.init(params)
         update = jax.jit(transform.update)
         trajectory = []
-        for step in range(STEPS):
+        for step in range(len(problem.noise)):
             grads = problem.gradients(step, [np.asarray(p) for p in params])
             updates, state = update([jax.numpy.asarray(g) for g in grads], state, params)
             params = optax.apply_updates(params, updates)
             trajectory.append(flat(params))
     return np.stack(trajectory)
-
-
-def assert_trajectories_close(ours, theirs, dtype):
-    """Every step: `rtol` elementwise, absolute floor `rtol/10` of the values' scale."""
-    rtol = RTOL[dtype]
-    scale = float(np.max(np.abs(theirs)))
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=0.1 * rtol * scale)
-
-
-def max_relative_deviation(ours, theirs):
-    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
-
-
-# ---- torch references ---------------------------------------------------------------
-
-
-def keras_epsilon(optimizer, step):
-    """torch adds eps after the bias correction: `eps' = eps / sqrt(1 - b2^t)`."""
-    for group in optimizer.param_groups:
-        group["eps"] = EPS / math.sqrt(1.0 - BETA_2 ** (step + 1))
-
-
-def annealed_lr(optimizer, step):
-    for group in optimizer.param_groups:
-        group["lr"] = LR * eta(step)
-
-
-def both(*hooks):
-    def run(optimizer, step):
-        for hook in hooks:
-            hook(optimizer, step)
-    return run
-
-
-def torch_adamw(problem, amsgrad=False, annealed=False):
-    hook = both(keras_epsilon, annealed_lr) if annealed else keras_epsilon
-    return run_torch(lambda p: torch.optim.AdamW(
-        p, lr=LR, betas=(BETA_1, BETA_2), eps=EPS, weight_decay=WD, amsgrad=amsgrad,
-        foreach=False), problem, hook)
-
-
-def torch_adamw_paper_decay(problem):
-    """`(0, l2)` on `kernel` only: torch weight_decay `l2 sqrt(1/T) / lr` on its group."""
-    kernel_decay = L2 * math.sqrt(1.0 / STEPS) / LR
-    return run_torch(lambda p: torch.optim.AdamW(
-        [{"params": [p[0]], "weight_decay": kernel_decay},
-         {"params": [p[1]], "weight_decay": 0.0}],
-        lr=LR, betas=(BETA_1, BETA_2), eps=EPS, foreach=False), problem, keras_epsilon)
-
-
-def torch_nadam(problem, annealed=False):
-    return run_torch(lambda p: torch.optim.NAdam(
-        p, lr=LR, betas=(BETA_1, BETA_2), eps=EPS, weight_decay=WD, momentum_decay=4e-3,
-        decoupled_weight_decay=True, foreach=False), problem,
-        annealed_lr if annealed else None)
-
-
-def torch_sgd(problem, momentum=0.9, nesterov=False, weight_decay=0.0):
-    return run_torch(lambda p: torch.optim.SGD(
-        p, lr=5 * LR, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        foreach=False), problem)
-
-
-def torch_sgd_keras_momentum(problem, nesterov=False):
-    """Keras momentum under a changing lr: torch `SGD(lr=1)` fed `eta_t lr g`."""
-    return run_torch(lambda p: torch.optim.SGD(
-        p, lr=1.0, momentum=0.9, nesterov=nesterov, foreach=False), problem,
-        scale_gradients=lambda step: 5 * LR * eta(step))
-
-
-# ---- optax references ---------------------------------------------------------------
 
 
 def optax_cosine_restarts(peak, cycles):
@@ -253,97 +113,47 @@ def optax_cosine_restarts(peak, cycles):
 def optax_adamw(problem, annealed=False):
     learning_rate = optax_cosine_restarts(LR, 3) if annealed else LR
     transform = optax.inject_hyperparams(optax.adamw)(
-        learning_rate=learning_rate, b1=BETA_1, b2=BETA_2,
+        learning_rate=learning_rate, b1=0.9, b2=BETA_2,
         eps=lambda count: EPS / jax.numpy.sqrt(1.0 - BETA_2 ** (count + 1)),
         weight_decay=WD)
     return run_optax(transform, problem)
 
 
-# ---- the case table -----------------------------------------------------------------
-
-COSINE = {"use_cosine_annealing": True, "total_iterations": T, "eta_min": ETA_MIN}
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """Our optimizer's arguments and the independent reference that must match it."""
-
-    cls: type
-    arguments: dict
-    reference: Callable
+REFERENCE_RUNS = {**torch_references(), "optax.adamw": optax_adamw,
+                  "optax.adamw(cosine restarts)": lambda p: optax_adamw(p, annealed=True)}
+CHECKED = {reference.name: reference for reference in REFERENCES}
 
 
-CASES = {
-    "adamw~torch.AdamW": Case(keras_adamw.AdamW, {"weight_decay": WD}, torch_adamw),
-    "adamw_amsgrad~torch.AdamW(amsgrad)": Case(
-        keras_adamw.AdamW, {"weight_decay": WD, "amsgrad": True},
-        lambda p: torch_adamw(p, amsgrad=True)),
-    "adamw_cosine~torch.AdamW(lr*eta_t)": Case(
-        keras_adamw.AdamW, {"weight_decay": WD, **COSINE},
-        lambda p: torch_adamw(p, annealed=True)),
-    "adamw_paper_decay~torch.AdamW(l2*sqrt(1/T)/lr)": Case(
-        keras_adamw.AdamW, {"weight_decays": {"kernel": (0, L2)}, "total_iterations": STEPS},
-        torch_adamw_paper_decay),
-    "adamw~optax.adamw": Case(keras_adamw.AdamW, {"weight_decay": WD}, optax_adamw),
-    "adamw_cosine~optax.adamw(cosine restarts)": Case(
-        keras_adamw.AdamW, {"weight_decay": WD, **COSINE},
-        lambda p: optax_adamw(p, annealed=True)),
-    "nadamw~torch.NAdam": Case(keras_adamw.NadamW, {"weight_decay": WD}, torch_nadam),
-    "nadamw_cosine~torch.NAdam(lr*eta_t)": Case(
-        keras_adamw.NadamW, {"weight_decay": WD, **COSINE},
-        lambda p: torch_nadam(p, annealed=True)),
-    "sgdw_momentum~torch.SGD": Case(
-        keras_adamw.SGDW, {"learning_rate": 5 * LR, "momentum": 0.9}, torch_sgd),
-    "sgdw_nesterov~torch.SGD(nesterov)": Case(
-        keras_adamw.SGDW, {"learning_rate": 5 * LR, "momentum": 0.9, "nesterov": True},
-        lambda p: torch_sgd(p, nesterov=True)),
-    "sgdw_decay_no_momentum~torch.SGD(weight_decay)": Case(
-        keras_adamw.SGDW, {"learning_rate": 5 * LR, "weight_decay": WD},
-        lambda p: torch_sgd(p, momentum=0.0, weight_decay=WD)),
-    "sgdw_momentum_cosine~torch.SGD(lr=1, eta_t*lr*g)": Case(
-        keras_adamw.SGDW, {"learning_rate": 5 * LR, "momentum": 0.9, **COSINE},
-        torch_sgd_keras_momentum),
-    "sgdw_nesterov_cosine~torch.SGD(lr=1, eta_t*lr*g)": Case(
-        keras_adamw.SGDW, {"learning_rate": 5 * LR, "momentum": 0.9, "nesterov": True,
-                           **COSINE}, lambda p: torch_sgd_keras_momentum(p, nesterov=True)),
-}
-
-
-def make_ours(case):
-    arguments = {"learning_rate": LR, **case.arguments, "init_verbose": False}
-    if case.cls is not keras_adamw.SGDW:
-        arguments.update(beta_1=BETA_1, beta_2=BETA_2, epsilon=EPS)
-    return case.cls(**arguments)
+def make_ours(name):
+    reference = CHECKED[name]
+    return CASES[reference.case].make(keras_adamw, **independent_arguments(reference))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", list(CHECKED))
 def test_trajectory_matches_independent_reference(name, dtype):
-    case = CASES[name]
+    """Every step: `rtol` elementwise, absolute floor `rtol/10` of the values' scale."""
     problem = make_problem()
-    ours = run_ours(make_ours(case), problem, dtype)
-    theirs = case.reference(problem)
+    ours = run_keras3(make_ours(name), problem, dtype)
+    theirs = REFERENCE_RUNS[CHECKED[name].reference](problem)
     assert max_relative_deviation(theirs, flat(problem.init)) > 0.1  # it trained
-    assert_trajectories_close(ours, theirs, dtype)
+    assert_close(ours, theirs, rtol=RTOL[dtype], floor=0.1 * RTOL[dtype])
 
 
 def test_constant_torch_epsilon_is_not_the_keras_one():
     """The eps conversion is needed: torch AdamW with a constant eps drifts away."""
     problem = make_problem()
-    ours = run_ours(make_ours(CASES["adamw~torch.AdamW"]), problem, "float64")
-    naive = run_torch(lambda p: torch.optim.AdamW(
-        p, lr=LR, betas=(BETA_1, BETA_2), eps=EPS, weight_decay=WD, foreach=False), problem)
+    ours = run_keras3(make_ours("adamw~torch.AdamW"), problem, "float64")
+    naive = REFERENCE_RUNS["torch.AdamW(constant eps)"](problem)
     assert max_relative_deviation(ours, naive) > 100 * RTOL["float32"]
 
 
 def test_torch_momentum_differs_under_a_changing_lr():
     """torch SGD with lr_t = eta_t lr scales the whole buffer: not the Keras convention."""
     problem = make_problem()
-    case = CASES["sgdw_momentum_cosine~torch.SGD(lr=1, eta_t*lr*g)"]
-    ours = run_ours(make_ours(case), problem, "float64")
-    naive = run_torch(lambda p: torch.optim.SGD(p, lr=5 * LR, momentum=0.9, foreach=False),
-                      problem, lambda optimizer, step: optimizer.param_groups[0].update(
-                          lr=5 * LR * eta(step)))
+    ours = run_keras3(make_ours("sgdw_momentum~torch.SGD(lr=1, eta_t*lr*g)"), problem,
+                      "float64")
+    naive = REFERENCE_RUNS["torch.SGD(lr*eta_t)"](problem)
     assert max_relative_deviation(ours, naive) > 100 * RTOL["float32"]
 
 
@@ -366,11 +176,11 @@ def test_eta_t_follows_the_closed_form_over_three_cycles():
             expected = cosine_eta(step % cycle, cycle, eta_min, eta_max)
             with jax.enable_x64(True):
                 np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-12)
-            assert int(K_eval(optimizer.t_cur)) == step % cycle
-            np.testing.assert_allclose(K_eval(optimizer.eta_t), expected, rtol=1e-6)
-            before = float(K_eval(variable)[0])
+            assert int(as_float64(optimizer.t_cur)) == step % cycle
+            np.testing.assert_allclose(as_float64(optimizer.eta_t), expected, rtol=1e-6)
+            before = float(as_float64(variable)[0])
             optimizer.apply([gradient], [variable])
-            np.testing.assert_allclose(before - float(K_eval(variable)[0]), expected,
+            np.testing.assert_allclose(before - float(as_float64(variable)[0]), expected,
                                        rtol=1e-6)
-            np.testing.assert_allclose(K_eval(optimizer.lr_t), expected, rtol=1e-6)
-    assert int(K_eval(optimizer.t_cur)) == 0  # restarted after the third cycle
+            np.testing.assert_allclose(as_float64(optimizer.lr_t), expected, rtol=1e-6)
+    assert int(as_float64(optimizer.t_cur)) == 0  # restarted after the third cycle

@@ -10,36 +10,25 @@ calls are counted, and `native_kernels=False` keeps off them.
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND
-from reference import ReferenceOptimizer
+from cases import CASES, case_id, on_path
+from helpers import (
+    KERNEL_EXTRAS,
+    KERNEL_EXTRAS_ORACLE,
+    KERNEL_SHAPES,
+    as_float64,
+    assert_matches_oracle,
+    make_variables,
+    oracle_for,
+)
+from keras3_helpers import BACKEND
 
 import keras_adamw
 
 pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="the JAX custom calls")
 
 STEPS = 30
-SHAPES = {"a_kernel": (6, 5), "a_bias": (5,), "b_kernel": (5, 3), "table": (8, 3)}
-LIBRARY = {"lr_multipliers": {"b_": 2.0}, "weight_decays": {"a_kernel": (1e-3, 2e-2)},
-           "weight_decay": 0.05, "exclude_from_weight_decay": ["bias"],
-           "use_cosine_annealing": True, "total_iterations": 12, "init_verbose": False}
-ORACLE = {"multipliers": [1.0, 1.0, 2.0, 1.0],
-          "l1_l2": [(1e-3, 2e-2), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)], "weight_decay": 0.05,
-          "decay_mask": [True, False, True, True], "use_cosine_annealing": True,
-          "total_iterations": 12}
-# (optimizer, its arguments, the oracle's, the slots to compare)
-CASES = {
-    "adamw": (keras_adamw.AdamW, {"learning_rate": 0.01}, {}, ("m", "v")),
-    "adamw-amsgrad": (keras_adamw.AdamW, {"learning_rate": 0.01, "amsgrad": True},
-                      {"amsgrad": True}, ("m", "v", "vhat")),
-    "nadamw": (keras_adamw.NadamW, {"learning_rate": 0.01}, {"schedule_decay": 0.004},
-               ("m", "v")),
-    "sgdw": (keras_adamw.SGDW, {"learning_rate": 0.05}, {}, ()),
-    "sgdw-nesterov": (keras_adamw.SGDW, {"learning_rate": 0.05, "momentum": 0.9,
-                                         "nesterov": True},
-                      {"momentum": 0.9, "nesterov": True}, ("velocity",)),
-}
-SLOTS = {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats",
-         "velocity": "momentums"}
+SHAPES = KERNEL_SHAPES
+CALLS = on_path("jax_call")
 
 
 @pytest.fixture
@@ -58,30 +47,19 @@ def calls(monkeypatch):
 
 
 def run(case, mode, dtype="float32"):
-    cls, kwargs, oracle_kwargs, slots = CASES[case]
-    rng = np.random.default_rng(0)
-    variables = [keras.Variable(rng.normal(size=shape), dtype=dtype, name=name)
-                 for name, shape in SHAPES.items()]
-    optimizer = cls(**kwargs, **LIBRARY)
+    """STEPS updates of the row's optimizer and the oracle; asserts they agree."""
+    variables = make_variables(keras.Variable, SHAPES, dtype)
+    optimizer = case.make(keras_adamw, **KERNEL_EXTRAS)
     optimizer.build(variables)
-    kind = "sgdw" if cls is keras_adamw.SGDW else "nadamw" if "nadamw" in case else "adamw"
-    if kind != "sgdw":
-        oracle_kwargs = {**oracle_kwargs, "epsilon": keras.config.epsilon()}
-    oracle = ReferenceOptimizer(kind, list(SHAPES.values()),
-                                learning_rate=kwargs["learning_rate"], **oracle_kwargs,
-                                **ORACLE)
-    params = [np.asarray(v.numpy(), np.float64) for v in variables]
+    oracle = oracle_for(case, SHAPES.values(), **KERNEL_EXTRAS_ORACLE)
+    params = [as_float64(v) for v in variables]
     step = make_step(optimizer, variables, mode)
+    rng = np.random.default_rng(0)
     for _ in range(STEPS):
         dense = [rng.normal(size=shape) for shape in SHAPES.values()]
         step([np.asarray(g, dtype) for g in dense])
         params = oracle.step(params, dense)
-    for i, name in enumerate(SHAPES):
-        assert_close(name, variables[i], params[i])
-        for slot in slots:
-            assert_close(f"{name}/{slot}", getattr(optimizer, SLOTS[slot])[i],
-                         getattr(oracle, slot)[i])
-    assert int(optimizer.iterations.numpy()) == STEPS
+    assert_matches_oracle(optimizer, variables, oracle, params, case, what=case.name)
     return optimizer
 
 
@@ -104,15 +82,8 @@ def make_step(optimizer, variables, mode):
     return step
 
 
-def assert_close(what, actual, expected):
-    expected = np.asarray(expected, np.float64)
-    scale = max(1e-30, float(np.max(np.abs(expected))))
-    np.testing.assert_allclose(np.asarray(actual.numpy(), np.float64), expected, rtol=1e-5,
-                               atol=1e-6 * scale, err_msg=what)
-
-
 @pytest.mark.parametrize("mode", ["eager", "jit"])
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CALLS, ids=case_id)
 def test_matches_oracle(calls, case, mode):
     run(case, mode)
     # Three groups each step, by decay terms: a_kernel (both), a_bias (none,
@@ -125,14 +96,13 @@ def test_float64(calls):
     import jax
 
     with jax.enable_x64(True):
-        run("adamw-amsgrad", "jit", dtype="float64")
+        run(CASES["adamw_amsgrad"], "jit", dtype="float64")
     assert calls
 
 
 def test_native_kernels_off_uses_keras_ops(calls):
-    cls, kwargs, _, _ = CASES["nadamw"]
     variables = [keras.Variable(np.ones((3, 2), "float32"), name="w")]
-    optimizer = cls(**kwargs, weight_decay=0.05, init_verbose=False)
+    optimizer = CASES["nadamw"].make(keras_adamw, weight_decay=0.05)
     optimizer.native_kernels = False
     optimizer.apply([np.ones((3, 2), "float32")], variables)
     assert calls == []
@@ -165,10 +135,10 @@ def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
 def test_unavailable_kernels_leave_keras_ops_with_the_same_numbers(monkeypatch, calls):
     from keras_adamw.kernels import jax_calls
 
-    with_calls = run("nadamw", "eager")
+    with_calls = run(CASES["nadamw"], "eager")
     monkeypatch.setattr(jax_calls, "library", lambda: None)
     calls.clear()
-    without = run("nadamw", "eager")
+    without = run(CASES["nadamw"], "eager")
     assert calls == []
     for a, b in zip(with_calls.variables, without.variables):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(as_float64(a), as_float64(b), rtol=1e-6, atol=1e-7)

@@ -8,17 +8,16 @@ compares variables and slots.
 import warnings
 
 import keras
-import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values, step_with_oracle
-from reference import ReferenceOptimizer
+from cases import CASES
+from helpers import check_against_oracle
+from keras3_helpers import float32_terms
 
 import keras_adamw
-from keras_adamw.utils import K_eval
 
 STEPS = 10
-KINDS = {"adamw": keras_adamw.AdamW, "nadamw": keras_adamw.NadamW,
-         "sgdw": keras_adamw.SGDW}
+# The rows of an optimizer name (SGDW with momentum).
+ROWS = {"adamw": "adamw", "nadamw": "nadamw", "sgdw": "sgdw_momentum"}
 
 
 def readme_model():
@@ -36,48 +35,33 @@ def two_dense_model():
     return keras.Model(inputs, keras.layers.Dense(2, name="dense_2")(x))
 
 
-def oracle_kwargs(kind, optimizer):
-    kwargs = {"learning_rate": 0.01}
-    if kind != "sgdw":
-        kwargs["epsilon"] = optimizer.epsilon
-    if kind == "adamw" and BACKEND == "tensorflow":
-        # TF's fused Adam kernels take float32 betas (see test_oracle.py).
-        kwargs["beta_1"], kwargs["beta_2"] = map(float, np.float32([0.9, 0.999]))
-    if kind == "sgdw":
-        kwargs["momentum"] = optimizer.momentum
-    return kwargs
+def make(row, **kwargs):
+    """The row's optimizer at learning rate 0.01."""
+    return CASES[row].make(keras_adamw, learning_rate=0.01, **kwargs)
 
 
-def run_against_oracle(optimizer, model, kind, **oracle_extra):
+def run_against_oracle(optimizer, model, row, **oracle_extra):
     """STEPS updates in both; asserts variables and slots agree (rtol 1e-5)."""
-    variables = model.trainable_variables
-    params = numpy_values(variables)
-    oracle = ReferenceOptimizer(kind, [p.shape for p in params],
-                                **oracle_kwargs(kind, optimizer), **oracle_extra)
-    step_with_oracle(optimizer, variables, oracle, STEPS)
-    if kind != "sgdw":
-        for slot, expected in zip(optimizer._velocities, oracle.v):
-            np.testing.assert_allclose(K_eval(slot), expected, rtol=1e-5, atol=1e-9)
-    return oracle
+    case = CASES[row]
+    return check_against_oracle(optimizer, case, model.trainable_variables, STEPS,
+                                float32_terms(case), learning_rate=0.01, **oracle_extra)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_adam_lr_decay_readme_example_matches_oracle(kind):
+@pytest.mark.parametrize("row", sorted(ROWS.values()))
+def test_adam_lr_decay_readme_example_matches_oracle(row):
     """{'hidden_dense': 0.1, 'output': 0.0}: multipliers 0.9 (kernel, bias) and 1.0."""
     model = readme_model()
-    kwargs = {"momentum": 0.9} if kind == "sgdw" else {}
-    optimizer = KINDS[kind](learning_rate=0.01, init_verbose=False, **kwargs)
+    optimizer = make(row)
     optimizer.apply_layerwise_lr_decay(var_name_dicts={"hidden_dense": 0.1, "output": 0.0})
     optimizer.build(model.trainable_variables)
     assert [rule.multiplier for rule in optimizer._rules] == pytest.approx([0.9, 0.9, 1, 1])
-    run_against_oracle(optimizer, model, kind, multipliers=[0.9, 0.9, 1.0, 1.0])
+    run_against_oracle(optimizer, model, row, multipliers=[0.9, 0.9, 1.0, 1.0])
 
 
 def test_var_dict_and_lr_multipliers_compose_as_a_product():
     model = readme_model()
     kernel = model.get_layer("output").kernel
-    optimizer = keras_adamw.AdamW(learning_rate=0.01, lr_multipliers={"hidden_dense": 2.0},
-                                  init_verbose=False)
+    optimizer = make("adamw", lr_multipliers={"hidden_dense": 2.0})
     optimizer.apply_layerwise_lr_decay({"hidden_dense": 0.25}, var_dict=[(kernel, 0.5)])
     # 2.0 * (1 - 0.25) = 1.5 for hidden_dense; 0.5 for output/kernel only
     run_against_oracle(optimizer, model, "adamw", multipliers=[1.5, 1.5, 0.5, 1.0])
@@ -85,8 +69,7 @@ def test_var_dict_and_lr_multipliers_compose_as_a_product():
 
 def test_layerwise_decay_constructor_argument_equals_the_method():
     model = readme_model()
-    optimizer = keras_adamw.SGDW(learning_rate=0.01, layerwise_lr_decay={"hidden": 1.0},
-                                 init_verbose=False)
+    optimizer = make("sgdw", layerwise_lr_decay={"hidden": 1.0})
     run_against_oracle(optimizer, model, "sgdw", multipliers=[0.0, 0.0, 1.0, 1.0])
 
 
@@ -111,7 +94,7 @@ def test_bad_decay_rates_name_the_argument(rates, error):
 def test_model_layer_order_variant():
     model = readme_model()
     rates = keras_adamw.layerwise_lr_decay_from_model(model, 0.5)
-    optimizer = keras_adamw.AdamW(learning_rate=0.01, init_verbose=False)
+    optimizer = make("adamw")
     optimizer.apply_layerwise_lr_decay(rates)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -127,15 +110,13 @@ def test_exclude_from_weight_decay_on_paths_matches_oracle(pattern, mask, kind):
     model = two_dense_model()
     assert [v.path for v in model.trainable_variables] == [
         "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"]
-    kwargs = {"momentum": 0.9} if kind == "sgdw" else {}
-    optimizer = KINDS[kind](learning_rate=0.01, weight_decay=0.5,
-                            exclude_from_weight_decay=[pattern], init_verbose=False, **kwargs)
-    run_against_oracle(optimizer, model, kind, weight_decay=0.5, decay_mask=mask)
+    optimizer = make(ROWS[kind], weight_decay=0.5, exclude_from_weight_decay=[pattern])
+    run_against_oracle(optimizer, model, ROWS[kind], weight_decay=0.5, decay_mask=mask)
 
 
 def test_exclude_method_with_variables_matches_oracle():
     model = two_dense_model()
-    optimizer = keras_adamw.AdamW(learning_rate=0.01, weight_decay=0.5, init_verbose=False)
+    optimizer = make("adamw", weight_decay=0.5)
     optimizer.exclude_from_weight_decay(var_list=[model.get_layer("dense_2").kernel])
     run_against_oracle(optimizer, model, "adamw", weight_decay=0.5,
                        decay_mask=[True, True, False, True])

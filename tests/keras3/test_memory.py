@@ -8,21 +8,14 @@ issue 4).
 import keras
 import numpy as np
 import pytest
+from cases import case_id, rows
 from helpers import small_model
 
 import keras_adamw
 
 # Our t_cur, eta_t, lr_t (and nothing else) on top of the built-in's variables.
 EXTRA_SCALARS = 3
-CASES = {
-    "adamw": (keras_adamw.AdamW, {}, keras.optimizers.AdamW, {}),
-    "adamw_amsgrad": (keras_adamw.AdamW, {"amsgrad": True}, keras.optimizers.AdamW,
-                      {"amsgrad": True}),
-    "nadamw": (keras_adamw.NadamW, {}, keras.optimizers.Nadam, {}),
-    "sgdw": (keras_adamw.SGDW, {}, keras.optimizers.SGD, {}),
-    "sgdw_momentum": (keras_adamw.SGDW, {"momentum": 0.9}, keras.optimizers.SGD,
-                      {"momentum": 0.9}),
-}
+BUILTIN = rows("adamw", "adamw_amsgrad", "nadamw", "sgdw", "sgdw_momentum")
 EXTRAS = {"lr_multipliers": {"dense_1": 0.5}, "weight_decays": {"dense_1/kernel": (1e-4, 1e-3)},
           "weight_decay": 1e-2, "use_cosine_annealing": True, "total_iterations": 4,
           "init_verbose": False}
@@ -32,14 +25,13 @@ def variable_bytes(optimizer):
     return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", BUILTIN, ids=case_id)
 def test_optimizer_variables_are_the_builtin_slots_plus_three_scalars(case):
-    ours_cls, ours_kwargs, keras_cls, keras_kwargs = CASES[case]
-    model = small_model()
+    model = small_model(keras)
     variables = model.trainable_variables
     grads = [keras.ops.ones(v.shape) for v in variables]
-    ours = ours_cls(**ours_kwargs, **EXTRAS)
-    theirs = keras_cls(**keras_kwargs)
+    ours = getattr(keras_adamw, case.class_name)(**case.kwargs, **EXTRAS)
+    theirs = getattr(keras.optimizers, case.builtin)(**case.kwargs)
     for optimizer in (ours, theirs):
         for _ in range(2):
             optimizer.apply(grads, variables)

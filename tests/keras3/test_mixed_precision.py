@@ -10,31 +10,31 @@
 - A decay below the resolution of a variable's dtype warns once per dtype, at
   build (`keras_adamw.core.precision`).
 """
-import contextlib
 import warnings
 
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values, small_model
-from reference import ReferenceOptimizer
+from cases import CASES, EACH_OPTIMIZER, case_id, rows
+from helpers import (
+    LOW_PRECISION_EPSILON,
+    as_float64,
+    assert_low_precision_close,
+    oracle_for,
+    policy_scope,
+    small_model,
+    train_low_precision,
+)
+from keras3_helpers import BACKEND, numpy_values
 
 import keras_adamw
 from keras_adamw.core import matching, precision
-from keras_adamw.utils import K_eval
 
-EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
-KINDS = {"adamw": (keras_adamw.AdamW, {}), "nadamw": (keras_adamw.NadamW, {}),
-         "sgdw": (keras_adamw.SGDW, {"momentum": 0.9})}
+EPSILON = LOW_PRECISION_EPSILON
 
 
-@contextlib.contextmanager
 def dtype_policy(name):
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy("float32")
+    return policy_scope(keras.config.set_dtype_policy, name)
 
 
 def rounding_warnings(record):
@@ -113,7 +113,7 @@ def test_paper_decay_with_a_schedule_warns_and_mixed_policy_does_not():
                           total_iterations=100, init_verbose=False).build(low)
     with dtype_policy("mixed_float16"), warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        model = small_model()
+        model = small_model(keras)
         assert all(v.dtype == "float32" for v in model.trainable_variables)
         keras_adamw.AdamW(learning_rate=1e-3, weight_decay=1e-3, init_verbose=False).build(
             model.trainable_variables)
@@ -128,7 +128,7 @@ def fit_small_model(policy, steps=10):
     x = rng.normal(size=(4 * steps, 4)).astype("float32")
     y = rng.normal(size=(4 * steps, 2)).astype("float32")
     with dtype_policy(policy):
-        model = small_model()
+        model = small_model(keras)
         optimizer = keras_adamw.AdamW(
             learning_rate=0.01, lr_multipliers={"dense_1": 0.5}, weight_decay=0.05,
             weight_decays={"dense_2/kernel": (0, 0.02)}, total_iterations=4,
@@ -147,7 +147,7 @@ def test_mixed_policy_follows_float32_training(policy, rtol):
     else:
         assert model.optimizer is optimizer
     assert all(v.dtype == "float32" for v in model.trainable_variables)
-    assert int(K_eval(optimizer.iterations)) == 10 and int(K_eval(optimizer.t_cur)) == 10 % 4
+    assert int(as_float64(optimizer.iterations)) == 10 and int(as_float64(optimizer.t_cur)) == 10 % 4
     reference, _ = fit_small_model("float32")
     for ours, theirs in zip(numpy_values(model.weights), numpy_values(reference.weights)):
         assert np.all(np.isfinite(ours))
@@ -159,7 +159,7 @@ def test_mixed_policy_follows_float32_training(policy, rtol):
 
 
 def optimizer_state(optimizer, variables):
-    return [np.asarray(K_eval(v), np.float64) for v in [*variables, *optimizer.variables]]
+    return [np.asarray(as_float64(v), np.float64) for v in [*variables, *optimizer.variables]]
 
 
 def apply_through(wrapper, grads, variables):
@@ -176,7 +176,7 @@ def apply_through(wrapper, grads, variables):
 
 
 def test_overflowing_step_changes_nothing_then_the_next_is_the_first():
-    model = small_model()
+    model = small_model(keras)
     variables = model.trainable_variables
     params = numpy_values(variables)
     optimizer = keras_adamw.AdamW(learning_rate=0.01, weight_decay=0.1, total_iterations=4,
@@ -191,17 +191,16 @@ def test_overflowing_step_changes_nothing_then_the_next_is_the_first():
     apply_through(wrapper, overflowing, variables)
     for a, b in zip(optimizer_state(optimizer, variables), before):
         np.testing.assert_array_equal(a, b)  # weights, slots, iterations, t_cur, eta_t, lr_t
-    assert float(K_eval(wrapper.dynamic_scale)) == 2.0 ** 9
+    assert float(as_float64(wrapper.dynamic_scale)) == 2.0 ** 9
     apply_through(wrapper, [(g * 2.0 ** 9).astype("float32") for g in grads], variables)
-    oracle = ReferenceOptimizer("adamw", [p.shape for p in params], learning_rate=0.01,
-                                weight_decay=0.1, total_iterations=4, use_cosine_annealing=True,
-                                epsilon=keras.config.epsilon())
+    oracle = oracle_for(CASES["adamw"], [p.shape for p in params], weight_decay=0.1,
+                        total_iterations=4, use_cosine_annealing=True)
     expected = oracle.step(params, grads)
-    assert int(K_eval(optimizer.t_cur)) == oracle.t_cur == 1
-    assert int(K_eval(optimizer.iterations)) == 1
-    np.testing.assert_allclose(K_eval(optimizer.eta_t), oracle.eta_t, rtol=1e-6)
+    assert int(as_float64(optimizer.t_cur)) == oracle.t_cur == 1
+    assert int(as_float64(optimizer.iterations)) == 1
+    np.testing.assert_allclose(as_float64(optimizer.eta_t), oracle.eta_t, rtol=1e-6)
     for variable, value in zip(variables, expected):
-        np.testing.assert_allclose(K_eval(variable), value, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(as_float64(variable), value, rtol=1e-5, atol=1e-6)
 
 
 def test_fit_with_overflowing_loss_scale_skips_every_step():
@@ -209,16 +208,16 @@ def test_fit_with_overflowing_loss_scale_skips_every_step():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(12, 4)), rng.normal(size=(12, 2))
     with dtype_policy("mixed_float16"):
-        model = small_model()
+        model = small_model(keras)
         optimizer = keras_adamw.AdamW(learning_rate=0.01, weight_decay=0.1, total_iterations=4,
                                       use_cosine_annealing=True, init_verbose=False)
         wrapper = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0 ** 40)
         model.compile(wrapper, loss="mse")
         before = numpy_values(model.weights)
         model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    assert float(K_eval(wrapper.dynamic_scale)) == 2.0 ** 37
-    assert int(K_eval(optimizer.iterations)) == 0 and int(K_eval(optimizer.t_cur)) == 0
-    np.testing.assert_allclose(K_eval(optimizer.eta_t), 1.0)
+    assert float(as_float64(wrapper.dynamic_scale)) == 2.0 ** 37
+    assert int(as_float64(optimizer.iterations)) == 0 and int(as_float64(optimizer.t_cur)) == 0
+    np.testing.assert_allclose(as_float64(optimizer.eta_t), 1.0)
     for a, b in zip(numpy_values(model.weights), before):
         np.testing.assert_array_equal(a, b)
 
@@ -226,35 +225,13 @@ def test_fit_with_overflowing_loss_scale_skips_every_step():
 # ---- float16 / bfloat16 variables ---------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("case", rows(*EACH_OPTIMIZER), ids=case_id)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_low_precision_variables_follow_the_oracle(dtype, kind):
+def test_low_precision_variables_follow_the_oracle(dtype, case):
     """8 updates with both decays and restarts; gradients of magnitude 0.1 to 1 (so
     that `(1 - b2) g^2` does not underflow float16, as it would for any Adam)."""
-    cls, options = KINDS[kind]
-    shapes = [(6, 4), (4,)]
-    rng = np.random.default_rng(0)
-    variables = [keras.Variable(rng.normal(size=s), dtype=dtype, name=f"v{i}")
-                 for i, s in enumerate(shapes)]
-    params = numpy_values(variables)
-    optimizer = cls(learning_rate=0.05, weight_decay=0.1, weight_decays={"v0": (0, 0.02)},
-                    total_iterations=4, use_cosine_annealing=True, init_verbose=False,
-                    **options)
-    oracle = ReferenceOptimizer(kind, shapes, learning_rate=0.05, weight_decay=0.1,
-                                l1_l2=[(0, 0.02), (0, 0)], total_iterations=4,
-                                use_cosine_annealing=True, epsilon=keras.config.epsilon(),
-                                **options)
-    for _ in range(8):
-        grads = [keras.ops.convert_to_tensor(
-            rng.choice([-1, 1], size=s) * rng.uniform(0.1, 1, size=s), dtype=dtype)
-            for s in shapes]
-        optimizer.apply(grads, variables)
-        params = oracle.step(params, numpy_values(grads))
-    assert int(K_eval(optimizer.t_cur)) == oracle.t_cur == 0
-    for variable, expected in zip(variables, params):
-        assert keras.backend.standardize_dtype(variable.dtype) == dtype
-        actual = np.asarray(K_eval(variable), np.float64)
-        assert np.all(np.isfinite(actual))
-        # Measured: at most 2.3 eps of the largest value on every backend.
-        np.testing.assert_allclose(actual, expected, rtol=0,
-                                   atol=4 * EPSILON[dtype] * np.max(np.abs(expected)))
+    optimizer, oracle, variables, params = train_low_precision(
+        case, keras_adamw, keras.Variable, keras.ops.convert_to_tensor, dtype)
+    assert int(as_float64(optimizer.t_cur)) == oracle.t_cur == 0
+    assert all(keras.backend.standardize_dtype(v.dtype) == dtype for v in variables)
+    assert_low_precision_close(variables, params, dtype)

@@ -1,31 +1,26 @@
 """Keras 3 optimizers against the float64 oracle, on the backend of this process.
 
-One case table (optimizer x extras). Each case runs 50 applied updates with the
+The rows of tests/cases.py on the `reference` path x extras. Each case runs 50 applied updates with the
 same random gradients in both, and compares variables *and* optimizer state
 (slots, t_cur, eta_t, lr_t) to rtol 1e-5.
 """
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, densified, gradients, numpy_values, small_model
-from reference import ReferenceOptimizer
+from cases import case_id, on_path
+from helpers import (
+    as_float64,
+    assert_close,
+    assert_matches_oracle,
+    oracle_for,
+    small_model,
+)
+from keras3_helpers import BACKEND, densified, float32_terms, gradients, numpy_values
 
 import keras_adamw
-from keras_adamw.utils import K_eval
 
 STEPS = 50
-RTOL = 1e-5
-
-OPTIMIZERS = {
-    "adamw": ("adamw", keras_adamw.AdamW, {}),
-    "adamw_amsgrad": ("adamw", keras_adamw.AdamW, {"amsgrad": True}),
-    "nadamw": ("nadamw", keras_adamw.NadamW, {}),
-    "nadamw_keras3_schedule": ("nadamw", keras_adamw.NadamW, {"schedule_decay": 1.0}),
-    "sgdw": ("sgdw", keras_adamw.SGDW, {"learning_rate": 0.05}),
-    "sgdw_momentum": ("sgdw", keras_adamw.SGDW, {"learning_rate": 0.05, "momentum": 0.9}),
-    "sgdw_nesterov": ("sgdw", keras_adamw.SGDW,
-                      {"learning_rate": 0.05, "momentum": 0.9, "nesterov": True}),
-}
+REFERENCE = on_path("reference")
 
 # Variables of `small_model()`, in order: dense_1/kernel, dense_1/bias, dense_2/kernel,
 # dense_2/bias (after embedding/embeddings when present).
@@ -61,26 +56,16 @@ def oracle_lr(iterations):
     return 0.01 * 0.8 ** (iterations / 10)
 
 
-def build_pair(kind, cls, base_kwargs, extras, paths):
+def build_pair(case, extras, variables):
     """Our optimizer and the oracle configured independently for the same case."""
-    library = dict(extras["library"])
-    kwargs = {"learning_rate": 0.01, **base_kwargs, **library, "init_verbose": False}
+    library = {"learning_rate": 0.01, **extras["library"]}
     oracle_kwargs = dict(extras["oracle"])
     if extras.get("schedule"):
-        kwargs["learning_rate"] = exponential_schedule()
+        library["learning_rate"] = exponential_schedule()
         oracle_kwargs["learning_rate_fn"] = oracle_lr
     else:
-        oracle_kwargs["learning_rate"] = kwargs["learning_rate"]
-    for key in ("amsgrad", "momentum", "nesterov", "schedule_decay"):
-        if key in base_kwargs:
-            oracle_kwargs[key] = base_kwargs[key]
-    if kind != "sgdw":
-        oracle_kwargs["epsilon"] = keras.config.epsilon()
-    if kind == "adamw" and BACKEND == "tensorflow":
-        # TensorFlow's fused Adam kernels compute 1 - beta in float32: beta_2 is
-        # float32(0.999) = 0.99900001 there (as in tf_keras's Adam); 1.3e-5 in v.
-        oracle_kwargs["beta_1"], oracle_kwargs["beta_2"] = map(
-            float, np.float32([kwargs.get("beta_1", 0.9), kwargs.get("beta_2", 0.999)]))
+        oracle_kwargs["learning_rate"] = library["learning_rate"]
+    paths = [v.path for v in variables]
     multipliers = extras.get("multipliers", {})
     oracle_kwargs["multipliers"] = [
         next((m for k, m in multipliers.items() if p.startswith(k + "/")), 1.0) for p in paths]
@@ -89,37 +74,18 @@ def build_pair(kind, cls, base_kwargs, extras, paths):
     if "weight_decay" in extras:
         oracle_kwargs["weight_decay"] = extras["weight_decay"]
         oracle_kwargs["decay_mask"] = [extras.get("exclude", "\0") not in p for p in paths]
-    return cls(**kwargs), oracle_kwargs
+    oracle = oracle_for(case, [v.shape for v in variables], float32=float32_terms(case),
+                        **oracle_kwargs)
+    return case.make(keras_adamw, **library), oracle
 
 
-def slot_pairs(optimizer, oracle, kind, base_kwargs):
-    """(name, ours, oracle's) for every slot list of this optimizer."""
-    if kind == "sgdw":
-        if not base_kwargs.get("momentum"):
-            return []
-        return [("velocity", optimizer.momentums, oracle.velocity)]
-    pairs = [("m", optimizer._momentums, oracle.m), ("v", optimizer._velocities, oracle.v)]
-    if base_kwargs.get("amsgrad"):
-        pairs.append(("vhat", optimizer._velocity_hats, oracle.vhat))
-    return pairs
-
-
-def assert_close(name, actual, expected):
-    actual = np.asarray(K_eval(actual), dtype=np.float64)
-    scale = max(1e-30, float(np.max(np.abs(expected))))
-    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=1e-6 * scale,
-                               err_msg=name)
-
-
-def run_case(optimizer_case, extras_case, with_embedding=False, steps=STEPS):
-    kind, cls, base_kwargs = OPTIMIZERS[optimizer_case]
+def run_case(case, extras_case, with_embedding=False, steps=STEPS):
+    """`steps` updates of ours and the oracle; t_cur and eta_t compared every step."""
     extras = EXTRAS[extras_case]
-    model = small_model(with_embedding=with_embedding)
+    model = small_model(keras, with_embedding=with_embedding)
     variables = model.trainable_variables
-    paths = [v.path for v in variables]
-    optimizer, oracle_kwargs = build_pair(kind, cls, base_kwargs, extras, paths)
+    optimizer, oracle = build_pair(case, extras, variables)
     params = numpy_values(variables)
-    oracle = ReferenceOptimizer(kind, [p.shape for p in params], **oracle_kwargs)
     rng = np.random.default_rng(0)
     for step in range(steps):
         if step == extras.get("restart_at"):
@@ -135,37 +101,26 @@ def run_case(optimizer_case, extras_case, with_embedding=False, steps=STEPS):
             grads = [g.astype("float32") for g in dense]
         optimizer.apply(grads, variables)
         params = oracle.step(params, dense)
-        assert int(K_eval(optimizer.t_cur)) == oracle.t_cur, f"t_cur at step {step}"
-        assert_close(f"eta_t at step {step}", optimizer.eta_t, oracle.eta_t)
-    return optimizer, oracle, variables, params, kind, base_kwargs
+        assert int(as_float64(optimizer.t_cur)) == oracle.t_cur, f"t_cur at step {step}"
+        assert_close(optimizer.eta_t, oracle.eta_t, what=f"eta_t at step {step}")
+    return optimizer, oracle, variables, params
 
 
 @pytest.mark.parametrize("extras_case", sorted(EXTRAS))
-@pytest.mark.parametrize("optimizer_case", sorted(OPTIMIZERS))
-def test_matches_oracle(optimizer_case, extras_case):
-    optimizer, oracle, variables, params, kind, base_kwargs = run_case(
-        optimizer_case, extras_case)
-    for variable, expected in zip(variables, params):
-        assert_close(variable.path, variable, expected)
-    for name, ours, theirs in slot_pairs(optimizer, oracle, kind, base_kwargs):
-        for slot, expected in zip(ours, theirs):
-            assert_close(f"{name} of {slot.path}", slot, expected)
-    assert_close("lr_t", optimizer.lr_t, oracle.lr_t)
-    assert int(K_eval(optimizer.iterations)) == oracle.iterations == STEPS
-    if kind == "nadamw":
-        assert_close("u_product", optimizer._u_product, oracle.u_product)
+@pytest.mark.parametrize("case", REFERENCE, ids=case_id)
+def test_matches_oracle(case, extras_case):
+    optimizer, oracle, variables, params = run_case(case, extras_case)
+    assert_matches_oracle(optimizer, variables, oracle, params, case)
+    assert oracle.iterations == STEPS
 
 
-@pytest.mark.parametrize("optimizer_case", ["adamw", "nadamw", "sgdw_momentum"])
-def test_embedding_gradients_match_oracle(optimizer_case):
+@pytest.mark.parametrize("case", on_path("reference", "adamw", "nadamw", "sgdw_momentum"),
+                         ids=case_id)
+def test_embedding_gradients_match_oracle(case):
     """Embedding gradients (sparse IndexedSlices with repeated rows on TensorFlow)."""
-    optimizer, oracle, variables, params, kind, base_kwargs = run_case(
-        optimizer_case, "paper_decay_multipliers_autorestart", with_embedding=True, steps=20)
-    for variable, expected in zip(variables, params):
-        assert_close(variable.path, variable, expected)
-    for name, ours, theirs in slot_pairs(optimizer, oracle, kind, base_kwargs):
-        for slot, expected in zip(ours, theirs):
-            assert_close(f"{name} of {slot.path}", slot, expected)
+    optimizer, oracle, variables, params = run_case(
+        case, "paper_decay_multipliers_autorestart", with_embedding=True, steps=20)
+    assert_matches_oracle(optimizer, variables, oracle, params, case)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="IndexedSlices exist on TensorFlow only")
@@ -174,7 +129,7 @@ def test_indexed_slices_with_duplicates_equal_dense():
     import tensorflow as tf
     from reference import densify
 
-    model = small_model(with_embedding=True)
+    model = small_model(keras, with_embedding=True)
     variables = model.trainable_variables
     table = variables[0]
     indices = np.array([3, 1, 3, 3], dtype="int64")
@@ -190,8 +145,8 @@ def test_indexed_slices_with_duplicates_equal_dense():
             else:
                 grad = tf.constant(densify(values, indices, table.shape), "float32")
             optimizer.apply([grad], [table])
-        results.append((K_eval(table), K_eval(optimizer._momentums[0]),
-                        K_eval(optimizer._velocities[0])))
+        results.append((as_float64(table), as_float64(optimizer._momentums[0]),
+                        as_float64(optimizer._velocities[0])))
     # Equal up to the float32 summation order of the repeated row (1 ulp).
     for sparse_value, dense_value in zip(*results):
         np.testing.assert_allclose(sparse_value, dense_value, rtol=1e-6, atol=1e-9)

@@ -17,63 +17,43 @@ in test_training.py).
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values, small_model
+from cases import CASES
+from helpers import as_float64, crash_at, fit_data, small_model
+from helpers import train_batches as train_on
+from keras3_helpers import BACKEND, numpy_values
 
 import keras_adamw
-from keras_adamw.utils import K_eval
 
-CLASSES = {"AdamW": (keras_adamw.AdamW, {}), "NadamW": (keras_adamw.NadamW, {}),
-           "SGDW": (keras_adamw.SGDW, {"momentum": 0.9})}
 BATCH, STEPS_PER_EPOCH, EPOCHS = 4, 6, 3
 tf_only = pytest.mark.skipif(BACKEND != "tensorflow",
                              reason="tf.train.Checkpoint exists on the TensorFlow backend only")
 
 
 def data():
-    rng = np.random.default_rng(0)
-    n = BATCH * STEPS_PER_EPOCH
-    return rng.normal(size=(n, 4)).astype("float32"), rng.normal(size=(n, 2)).astype("float32")
+    return fit_data(BATCH * STEPS_PER_EPOCH)
 
 
-def fresh(name="AdamW", seed=3):
-    """A model and optimizer with multipliers, both decays and a 5-update cycle
-    (so that epochs of 6 updates end mid-cycle)."""
-    cls, options = CLASSES[name]
-    model = small_model(seed=seed)
-    model.compile(cls(learning_rate=0.01, total_iterations=5, use_cosine_annealing=True,
-                      lr_multipliers={"dense_1": 0.5}, weight_decay=0.05,
-                      weight_decays={"dense_2/kernel": (0, 0.02)}, init_verbose=False,
-                      **options), loss="mse")
+def fresh(row="adamw", seed=3):
+    """A model and the row's optimizer with multipliers, both decays and a 5-update
+    cycle (so that epochs of 6 updates end mid-cycle)."""
+    model = small_model(keras, seed=seed)
+    model.compile(CASES[row].make(keras_adamw, learning_rate=0.01, total_iterations=5,
+                                  use_cosine_annealing=True, lr_multipliers={"dense_1": 0.5},
+                                  weight_decay=0.05, weight_decays={"dense_2/kernel": (0, 0.02)}),
+                  loss="mse")
     return model
 
 
 def train_batches(model, batches):
-    x, y = data()
-    for b in batches:
-        model.train_on_batch(x[BATCH * b:BATCH * (b + 1)], y[BATCH * b:BATCH * (b + 1)])
+    train_on(model, batches, data, BATCH)
 
 
 def assert_same_state(model, reference):
     """Weights and every optimizer variable (iterations, t_cur, eta_t, lr_t, slots)."""
     for ours, theirs in zip(model.optimizer.variables, reference.optimizer.variables):
-        np.testing.assert_array_equal(K_eval(ours), K_eval(theirs), err_msg=ours.path)
+        np.testing.assert_array_equal(as_float64(ours), as_float64(theirs), err_msg=ours.path)
     for ours, theirs in zip(numpy_values(model.weights), numpy_values(reference.weights)):
         np.testing.assert_array_equal(ours, theirs)
-
-
-class CrashAt(keras.callbacks.Callback):
-    """Raises before batch `batch` of epoch `epoch`: a preempted job."""
-
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise RuntimeError("simulated preemption")
 
 
 def fit(model, callbacks):
@@ -91,15 +71,15 @@ RESUMES = {
 }
 
 
-@pytest.mark.parametrize("resume, name", [("batches", "AdamW"), ("batches", "NadamW"),
-                                          ("epoch", "SGDW")])
+@pytest.mark.parametrize("resume, name", [("batches", "adamw"), ("batches", "nadamw"),
+                                          ("epoch", "sgdw_momentum")])
 def test_backup_and_restore_after_a_crash_mid_epoch_and_mid_cycle(resume, name, tmp_path):
     save_freq, crash, saved_updates, batches = RESUMES[resume]
     backup = str(tmp_path / "backup")
     crashed = fresh(name)
     with pytest.raises(RuntimeError, match="simulated preemption"):
         fit(crashed, [keras.callbacks.BackupAndRestore(backup, save_freq=save_freq),
-                      CrashAt(*crash)])
+                      crash_at(keras.callbacks.Callback, *crash)])
     assert saved_updates % 5 != 0  # the backup is mid-cycle
 
     resumed = fresh(name)  # a new process would build these from scratch
@@ -108,8 +88,8 @@ def test_backup_and_restore_after_a_crash_mid_epoch_and_mid_cycle(resume, name, 
     class RecordRestored(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             optimizer = self.model.optimizer
-            restored.update(iterations=int(K_eval(optimizer.iterations)),
-                            t_cur=int(K_eval(optimizer.t_cur)))
+            restored.update(iterations=int(as_float64(optimizer.iterations)),
+                            t_cur=int(as_float64(optimizer.t_cur)))
 
     fit(resumed, [keras.callbacks.BackupAndRestore(backup, save_freq=save_freq),
                   RecordRestored()])
@@ -117,12 +97,12 @@ def test_backup_and_restore_after_a_crash_mid_epoch_and_mid_cycle(resume, name, 
 
     uninterrupted = fresh(name)
     train_batches(uninterrupted, batches)
-    assert int(K_eval(resumed.optimizer.iterations)) == len(batches)
+    assert int(as_float64(resumed.optimizer.iterations)) == len(batches)
     assert_same_state(resumed, uninterrupted)
 
 
 @tf_only
-@pytest.mark.parametrize("name", ["NadamW"])
+@pytest.mark.parametrize("name", ["nadamw"])
 def test_tf_checkpoint_restores_into_an_unbuilt_optimizer(name, tmp_path):
     import tensorflow as tf
 
@@ -134,11 +114,11 @@ def test_tf_checkpoint_restores_into_an_unbuilt_optimizer(name, tmp_path):
     resumed = fresh(name, seed=4)  # other initial weights: all must come from the file
     assert not resumed.optimizer.built
     status = tf.train.Checkpoint(model=resumed, optimizer=resumed.optimizer).restore(path)
-    assert int(K_eval(resumed.optimizer.t_cur)) == -1
+    assert int(as_float64(resumed.optimizer.t_cur)) == -1
     train_batches(uninterrupted, [0, 1, 2])
     train_batches(resumed, [0, 1, 2])  # builds the optimizer: deferred slots restored
     status.assert_consumed()
-    assert int(K_eval(resumed.optimizer.t_cur)) == 2
+    assert int(as_float64(resumed.optimizer.t_cur)) == 2
     assert_same_state(resumed, uninterrupted)
 
 
@@ -146,7 +126,7 @@ def test_tf_checkpoint_restores_into_an_unbuilt_optimizer(name, tmp_path):
 
 
 def trained(optimizer, model=None):
-    model = model or small_model(seed=1)
+    model = model or small_model(keras, seed=1)
     model.compile(optimizer, loss="mse")
     train_batches(model, [0, 1])
     return model
@@ -160,7 +140,7 @@ def save(model, path):
 
 
 def built_model(optimizer, model=None):
-    model = model or small_model(seed=2)
+    model = model or small_model(keras, seed=2)
     model.compile(optimizer, loss="mse")
     model.optimizer.build(model.trainable_variables)
     return model
@@ -179,8 +159,8 @@ def test_builtin_adam_state_into_adamw_raises_with_the_fix(suffix, tmp_path):
         target.load_weights(path, skip_mismatch=True)  # the model weights only
     for ours, theirs in zip(numpy_values(target.weights), numpy_values(source.weights)):
         np.testing.assert_array_equal(ours, theirs)
-    assert int(K_eval(target.optimizer.iterations)) == 0
-    assert not any(np.any(K_eval(m)) for m in target.optimizer._momentums)
+    assert int(as_float64(target.optimizer.iterations)) == 0
+    assert not any(np.any(as_float64(m)) for m in target.optimizer._momentums)
 
 
 @pytest.mark.parametrize("suffix", [".keras"])
@@ -193,8 +173,8 @@ def test_adamw_state_into_builtin_adam_is_skipped_whole_with_a_warning(suffix, t
     with pytest.warns(UserWarning, match="Skipping variable loading for optimizer.*10 "
                                          "variables whereas the saved optimizer has 13"):
         target.load_weights(path)
-    assert int(K_eval(target.optimizer.iterations)) == 0  # nothing of ours leaked in
-    assert not any(np.any(K_eval(m)) for m in target.optimizer._momentums)
+    assert int(as_float64(target.optimizer.iterations)) == 0  # nothing of ours leaked in
+    assert not any(np.any(as_float64(m)) for m in target.optimizer._momentums)
 
 
 def three_variable_model(seed):
@@ -215,7 +195,7 @@ def test_state_of_another_optimizer_with_the_same_count_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"variable 2 \(`AdamW/t_cur`, int(32|64) \(\)\) is saved "
                                          r"as float32 \(4, 6\)"):
         target.load_weights(path)
-    assert int(K_eval(target.optimizer.t_cur)) == 0
+    assert int(as_float64(target.optimizer.t_cur)) == 0
 
 
 @tf_only

@@ -10,10 +10,10 @@ fallback; variables *and* slots compared after many steps.
 import keras
 import numpy as np
 import pytest
-from reference import ReferenceOptimizer
+from cases import CASES, case_id, on_path
+from helpers import as_float64, assert_close, assert_slots_match, oracle_for
 
 import keras_adamw
-from keras_adamw.utils import K_eval
 
 if keras.backend.backend() != "torch":
     pytest.skip("torch backend only", allow_module_level=True)
@@ -23,18 +23,9 @@ import torch
 from keras_adamw.kernels import torch_foreach
 
 STEPS = 20
-RTOL = 1e-5
 LARGE = torch_foreach.CPU_GRAIN_SIZE + 8  # one thread group and one multi-thread group
-
-# name: (kind, class, kwargs)
-OPTIMIZERS = {
-    "adamw": ("adamw", keras_adamw.AdamW, {}),
-    "adamw_amsgrad": ("adamw", keras_adamw.AdamW, {"amsgrad": True}),
-    "nadamw": ("nadamw", keras_adamw.NadamW, {}),
-    "sgdw": ("sgdw", keras_adamw.SGDW, {}),
-    "sgdw_momentum": ("sgdw", keras_adamw.SGDW, {"momentum": 0.9}),
-    "sgdw_nesterov": ("sgdw", keras_adamw.SGDW, {"momentum": 0.9, "nesterov": True}),
-}
+FAST = on_path("torch_foreach")
+EACH = on_path("torch_foreach", "adamw", "nadamw", "sgdw_momentum")
 SHAPES = {"big_kernel": (LARGE,), "big_bias": (LARGE,), "small_kernel": (6, 5),
           "small_bias": (5,)}
 MULTIPLIERS = {"big": 0.5, "small_kernel": 2.0}
@@ -50,47 +41,24 @@ def make_variables(dtype="float32", seed=0):
 
 def make_pair(case, variables, learning_rate=0.01):
     """Our optimizer with every extra on, and the oracle configured the same."""
-    kind, cls, kwargs = OPTIMIZERS[case]
-    optimizer = cls(learning_rate=learning_rate, lr_multipliers=MULTIPLIERS,
-                    weight_decays=L1_L2, weight_decay=0.02,
-                    exclude_from_weight_decay=["bias"], init_verbose=False,
-                    **SCHEDULE, **kwargs)
+    optimizer = case.make(keras_adamw, learning_rate=learning_rate,
+                          lr_multipliers=MULTIPLIERS, weight_decays=L1_L2,
+                          weight_decay=0.02, exclude_from_weight_decay=["bias"], **SCHEDULE)
     paths = [v.path for v in variables]
-    oracle_kwargs = {k: v for k, v in kwargs.items()}
-    if kind != "sgdw":
-        oracle_kwargs["epsilon"] = keras.config.epsilon()
-    oracle = ReferenceOptimizer(
-        kind, [v.shape for v in variables], learning_rate=learning_rate,
+    oracle = oracle_for(
+        case, [v.shape for v in variables], learning_rate=learning_rate,
         multipliers=[next((m for k, m in sorted(MULTIPLIERS.items(), key=lambda i: -len(i[0]))
                            if k in p), 1.0) for p in paths],
         l1_l2=[L1_L2.get(p, (0.0, 0.0)) for p in paths], weight_decay=0.02,
-        decay_mask=["bias" not in p for p in paths], **SCHEDULE, **oracle_kwargs)
+        decay_mask=["bias" not in p for p in paths], **SCHEDULE)
     return optimizer, oracle
-
-
-def slots(optimizer, oracle, case):
-    """(name, our slot variables, the oracle's arrays) of this optimizer."""
-    kind, _, kwargs = OPTIMIZERS[case]
-    if kind == "sgdw":
-        return [("velocity", optimizer.momentums, oracle.velocity)] if kwargs else []
-    pairs = [("m", optimizer._momentums, oracle.m), ("v", optimizer._velocities, oracle.v)]
-    if kwargs.get("amsgrad"):
-        pairs.append(("vhat", optimizer._velocity_hats, oracle.vhat))
-    return pairs
-
-
-def assert_close(name, actual, expected):
-    actual = np.asarray(K_eval(actual), dtype=np.float64)
-    scale = max(1e-30, float(np.max(np.abs(expected))))
-    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=1e-6 * scale,
-                               err_msg=name)
 
 
 def run(case, variables, learning_rate=0.01, grads_as=None, steps=STEPS):
     """`steps` updates of ours and the oracle; returns both and the oracle's values."""
     optimizer, oracle = make_pair(case, variables, learning_rate)
     # Copies: a float64 view could alias the variable updated in place.
-    values = [np.array(K_eval(v), np.float64) for v in variables]
+    values = [as_float64(v) for v in variables]
     rng = np.random.default_rng(1)
     for _ in range(steps):
         dense = [rng.normal(size=v.shape) for v in values]
@@ -103,14 +71,12 @@ def run(case, variables, learning_rate=0.01, grads_as=None, steps=STEPS):
 
 def check(case, optimizer, oracle, variables, values):
     for variable, expected in zip(variables, values):
-        assert_close(variable.path, variable, expected)
-    for name, ours, theirs in slots(optimizer, oracle, case):
-        for slot, expected in zip(ours, theirs):
-            assert_close(f"{name} of {slot.path}", slot, expected)
-    assert_close("lr_t", optimizer.lr_t, oracle.lr_t)
+        assert_close(variable, expected, what=variable.path)
+    assert_slots_match(optimizer, variables, oracle, case)
+    assert_close(optimizer.lr_t, oracle.lr_t, what="lr_t")
 
 
-@pytest.mark.parametrize("case", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("case", FAST, ids=case_id)
 def test_matches_oracle_across_grain_size(case):
     variables = make_variables()
     optimizer, oracle, values = run(case, variables)
@@ -119,7 +85,7 @@ def test_matches_oracle_across_grain_size(case):
     check(case, optimizer, oracle, variables, values)
 
 
-@pytest.mark.parametrize("case", ["adamw", "nadamw", "sgdw_momentum"])
+@pytest.mark.parametrize("case", EACH, ids=case_id)
 def test_zero_learning_rate_still_decays(case):
     """Paper decay without a step to fold it into (the kernel's lr is 0)."""
     variables = make_variables()
@@ -127,7 +93,8 @@ def test_zero_learning_rate_still_decays(case):
     check(case, optimizer, oracle, variables, values)
 
 
-@pytest.mark.parametrize("case", ["adamw", "nadamw", "sgdw_nesterov"])
+@pytest.mark.parametrize("case", on_path("torch_foreach", "adamw", "nadamw",
+                                                 "sgdw_nesterov"), ids=case_id)
 def test_float64_variables_and_numpy_gradients(case):
     variables = make_variables("float64")
     optimizer, oracle, values = run(case, variables, grads_as=lambda g: g, steps=10)
@@ -135,7 +102,8 @@ def test_float64_variables_and_numpy_gradients(case):
     assert all(v.dtype == "float64" for v in variables)
 
 
-@pytest.mark.parametrize("case", ["adamw_amsgrad", "nadamw", "sgdw_momentum"])
+@pytest.mark.parametrize("case", on_path("torch_foreach", "adamw_amsgrad", "nadamw",
+                                                 "sgdw_momentum"), ids=case_id)
 def test_fallback_gives_the_same_numbers(case, monkeypatch):
     """Without the fused kernels every variable takes `update_step`."""
     monkeypatch.setattr(torch_foreach, "KERNELS_AVAILABLE", False)
@@ -152,18 +120,18 @@ def test_subset_of_variables_gets_its_own_plan():
     optimizer = keras_adamw.AdamW(learning_rate=0.1, init_verbose=False)
     grads = [torch.ones(v.shape) for v in variables]
     optimizer.apply(grads, variables)
-    before = np.asarray(K_eval(variables[0])).copy()
+    before = as_float64(variables[0])
     with pytest.warns(UserWarning, match="Gradients do not exist"):
         optimizer.apply([None] + grads[1:], variables)
-    np.testing.assert_array_equal(K_eval(variables[0]), before)
+    np.testing.assert_array_equal(as_float64(variables[0]), before)
     assert len(torch_foreach._PLANS[optimizer]) == 2
-    assert int(K_eval(optimizer.iterations)) == 2
+    assert int(as_float64(optimizer.iterations)) == 2
 
 
 def test_grouping_and_threads():
     """Groups by rule and size once; torch's thread count is restored."""
     variables = make_variables()
-    optimizer, _ = make_pair("adamw", variables)
+    optimizer, _ = make_pair(CASES["adamw"], variables)
     threads = torch.get_num_threads()
     grads = [torch.ones(v.shape) for v in variables]
     optimizer.apply(grads, variables)
@@ -176,14 +144,14 @@ def test_grouping_and_threads():
     assert sorted(g.indices for g in plan.small_groups) == [[2], [3]]
 
 
-@pytest.mark.parametrize("case", ["adamw", "nadamw", "sgdw_momentum"])
+@pytest.mark.parametrize("case", EACH, ids=case_id)
 def test_no_extra_per_parameter_state(case):
     """The optimizer's variables are the slots plus a few scalars, after steps."""
     variables = make_variables()
     optimizer, _ = make_pair(case, variables)
     optimizer.apply([torch.ones(v.shape) for v in variables], variables)
     params = sum(int(np.prod(v.shape)) for v in variables)
-    slots_per_param = 1 if case.startswith("sgdw") else 2
+    slots_per_param = len(case.slots)
     state = sum(int(np.prod(v.shape)) for v in optimizer.variables)
     assert slots_per_param * params <= state < slots_per_param * params + 16
     for group in torch_foreach._plan(optimizer, variables).groups:

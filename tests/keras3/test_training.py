@@ -2,35 +2,25 @@
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, numpy_values, small_model
-from reference import ReferenceOptimizer
+from cases import CASES, case_id, rows
+from helpers import as_float64, fit_data, oracle_for, small_model
+from keras3_helpers import BACKEND, numpy_values
 
 import keras_adamw
-from keras_adamw.utils import K_eval
 
-# ours, Keras built-in, shared arguments (every keras-adamw extra off)
-BUILTIN_PAIRS = {
-    "adam": (keras_adamw.AdamW, keras.optimizers.Adam, {}),
-    "adam_amsgrad": (keras_adamw.AdamW, keras.optimizers.Adam, {"amsgrad": True}),
-    "sgd": (keras_adamw.SGDW, keras.optimizers.SGD, {}),
-    "sgd_momentum": (keras_adamw.SGDW, keras.optimizers.SGD, {"momentum": 0.9}),
-    "sgd_nesterov": (keras_adamw.SGDW, keras.optimizers.SGD,
-                     {"momentum": 0.9, "nesterov": True}),
-    "nadam": (keras_adamw.NadamW, keras.optimizers.Nadam, {}),
-}
+# Every keras-adamw extra off; NadamW with Keras 3's Nadam schedule.
+BUILTIN = rows("adamw", "adamw_amsgrad", "sgdw", "sgdw_momentum", "sgdw_nesterov",
+               "nadamw_keras3_schedule")
 
 
-@pytest.mark.parametrize("case", sorted(BUILTIN_PAIRS))
+@pytest.mark.parametrize("case", BUILTIN, ids=case_id)
 def test_extras_off_equals_keras_builtin(case):
-    ours_cls, keras_cls, kwargs = BUILTIN_PAIRS[case]
-    if ours_cls is keras_adamw.NadamW:
-        kwargs = {**kwargs, "schedule_decay": 1.0}  # Keras 3's Nadam schedule
-    ours_kwargs = {"init_verbose": False, **kwargs}
-    theirs_kwargs = {k: v for k, v in kwargs.items() if k != "schedule_decay"}
+    theirs_kwargs = {k: v for k, v in case.kwargs.items() if k != "schedule_decay"}
     # Default learning rates: Keras computes 1 - 0.999^t in float32 (6e-6 relative error
     # in the step at t=1, which keras_adamw avoids); at lr=1e-3 that stays below 1e-6.
-    models = [small_model(), small_model()]
-    optimizers = [ours_cls(**ours_kwargs), keras_cls(**theirs_kwargs)]
+    models = [small_model(keras), small_model(keras)]
+    optimizers = [getattr(keras_adamw, case.class_name)(init_verbose=False, **case.kwargs),
+                  getattr(keras.optimizers, case.builtin)(**theirs_kwargs)]
     rng = np.random.default_rng(0)
     for _ in range(100):
         grads = [keras.ops.convert_to_tensor(rng.normal(size=v.shape).astype("float32"))
@@ -41,60 +31,54 @@ def test_extras_off_equals_keras_builtin(case):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
-def fit_data(n=40, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 4)).astype("float32"), rng.normal(size=(n, 2)).astype("float32")
-
-
 JIT_MODES = [True, False] if BACKEND == "tensorflow" else ["auto"]
 
 
 @pytest.mark.parametrize("jit_compile", JIT_MODES)
 def test_fit_advances_t_cur_once_per_update(jit_compile):
-    model = small_model()
+    model = small_model(keras)
     optimizer = keras_adamw.AdamW(learning_rate=0.01, total_iterations=4,
                                   use_cosine_annealing=True, init_verbose=False)
     model.compile(optimizer, loss="mse", jit_compile=jit_compile)
-    x, y = fit_data()
+    x, y = fit_data(40)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 10 updates
-    assert int(K_eval(optimizer.iterations)) == 10
-    assert int(K_eval(optimizer.t_cur)) == 10 % 4  # two restarts, then 2 more
+    assert int(as_float64(optimizer.iterations)) == 10
+    assert int(as_float64(optimizer.t_cur)) == 10 % 4  # two restarts, then 2 more
     # eta_t = (1 + cos(pi * 2 / 3)) / 2
-    np.testing.assert_allclose(K_eval(optimizer.eta_t), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(as_float64(optimizer.eta_t), 0.25, rtol=1e-6)
 
 
 def test_gradient_accumulation_advances_once_per_applied_update():
     """4 micro-steps = one update with the mean gradient, one t_cur/eta_t advance."""
-    model = small_model()
+    model = small_model(keras)
     variables = model.trainable_variables
     optimizer = keras_adamw.AdamW(learning_rate=0.01, total_iterations=3,
                                   use_cosine_annealing=True, weight_decay=0.1,
                                   gradient_accumulation_steps=4, init_verbose=False)
     params = numpy_values(variables)
-    oracle = ReferenceOptimizer("adamw", [p.shape for p in params], learning_rate=0.01,
-                                total_iterations=3, use_cosine_annealing=True,
-                                weight_decay=0.1)
+    oracle = oracle_for(CASES["adamw"], [p.shape for p in params], total_iterations=3,
+                        use_cosine_annealing=True, weight_decay=0.1)
     rng = np.random.default_rng(0)
     for update in range(5):
         micro = [[rng.normal(size=p.shape) for p in params] for _ in range(4)]
         for grads in micro:
             optimizer.apply([g.astype("float32") for g in grads], variables)
         params = oracle.step(params, [np.mean(gs, axis=0) for gs in zip(*micro)])
-        assert int(K_eval(optimizer.t_cur)) == oracle.t_cur
-        assert int(K_eval(optimizer.iterations)) == update + 1
+        assert int(as_float64(optimizer.t_cur)) == oracle.t_cur
+        assert int(as_float64(optimizer.iterations)) == update + 1
     for variable, expected in zip(variables, params):
-        np.testing.assert_allclose(K_eval(variable), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(as_float64(variable), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_fit_with_gradient_accumulation_counts_updates():
-    model = small_model()
+    model = small_model(keras)
     optimizer = keras_adamw.SGDW(learning_rate=0.01, momentum=0.9, total_iterations=10,
                                  use_cosine_annealing=True, gradient_accumulation_steps=4,
                                  init_verbose=False)
     model.compile(optimizer, loss="mse")
     x, y = fit_data(64)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # 8 micro-steps = 2 updates
-    assert int(K_eval(optimizer.t_cur)) == 2
+    assert int(as_float64(optimizer.t_cur)) == 2
 
 
 def train(model, steps, seed):
@@ -106,7 +90,7 @@ def train(model, steps, seed):
 @pytest.mark.parametrize("cls", [keras_adamw.AdamW, keras_adamw.NadamW, keras_adamw.SGDW])
 def test_save_load_mid_cycle_continues_identically(cls, tmp_path):
     def fresh():
-        model = small_model()
+        model = small_model(keras)
         optimizer = cls(learning_rate=0.01, total_iterations=5, use_cosine_annealing=True,
                         lr_multipliers={"dense_1": 0.5}, weight_decays={"dense_2/kernel": (0, 1e-2)},
                         weight_decay=0.01, init_verbose=False,
@@ -124,11 +108,11 @@ def test_save_load_mid_cycle_continues_identically(cls, tmp_path):
     interrupted.save(path)
     restored = keras.models.load_model(path)  # no custom_objects
     assert type(restored.optimizer) is cls
-    assert int(K_eval(restored.optimizer.t_cur)) == 2
+    assert int(as_float64(restored.optimizer.t_cur)) == 2
     train(restored, 6, seed=2)
 
     for ours, theirs in zip(restored.optimizer.variables, uninterrupted.optimizer.variables):
-        np.testing.assert_array_equal(K_eval(ours), K_eval(theirs), err_msg=ours.path)
+        np.testing.assert_array_equal(as_float64(ours), as_float64(theirs), err_msg=ours.path)
     for ours, theirs in zip(numpy_values(restored.weights), numpy_values(uninterrupted.weights)):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -168,13 +152,12 @@ CLIPPING = {
 
 @pytest.mark.parametrize("clip", sorted(CLIPPING))
 def test_keras_gradient_clipping_is_applied(clip):
-    model = small_model()
+    model = small_model(keras)
     variables = model.trainable_variables
     optimizer = keras_adamw.AdamW(learning_rate=0.01, weight_decay=0.1, init_verbose=False,
                                   **{clip: 0.5})
     params = numpy_values(variables)
-    oracle = ReferenceOptimizer("adamw", [p.shape for p in params], learning_rate=0.01,
-                                weight_decay=0.1)
+    oracle = oracle_for(CASES["adamw"], [p.shape for p in params], weight_decay=0.1)
     rng = np.random.default_rng(0)
     for _ in range(10):
         grads = [rng.normal(size=p.shape) for p in params]
@@ -182,13 +165,13 @@ def test_keras_gradient_clipping_is_applied(clip):
                         variables)
         params = oracle.step(params, CLIPPING[clip](grads))
     for variable, expected in zip(variables, params):
-        np.testing.assert_allclose(K_eval(variable), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(as_float64(variable), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_loss_scale_factor_unscales_gradients():
     results = []
     for factor in (None, 64.0):
-        model = small_model()
+        model = small_model(keras)
         optimizer = keras_adamw.AdamW(learning_rate=0.01, loss_scale_factor=factor,
                                       init_verbose=False)
         rng = np.random.default_rng(0)
@@ -202,11 +185,11 @@ def test_loss_scale_factor_unscales_gradients():
 
 
 def test_use_ema_keeps_a_moving_average_and_finalizes():
-    model = small_model()
+    model = small_model(keras)
     optimizer = keras_adamw.AdamW(learning_rate=0.01, use_ema=True, ema_momentum=0.5,
                                   init_verbose=False)
     model.compile(optimizer, loss="mse")
-    x, y = fit_data()
+    x, y = fit_data(40)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # fit finalizes: weights <- average
     averages = numpy_values(optimizer._model_variables_moving_average)
     for average, weight in zip(averages, numpy_values(model.trainable_variables)):
@@ -214,7 +197,7 @@ def test_use_ema_keeps_a_moving_average_and_finalizes():
 
 
 def test_learning_rate_callbacks_change_the_step():
-    model = small_model()
+    model = small_model(keras)
     optimizer = keras_adamw.SGDW(learning_rate=0.1, init_verbose=False)
     model.compile(optimizer, loss="mse")
     x, y = fit_data(16)
@@ -222,15 +205,15 @@ def test_learning_rate_callbacks_change_the_step():
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0,
                                                 min_delta=1e9)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[scheduler])
-    np.testing.assert_allclose(K_eval(optimizer.learning_rate), 0.05, rtol=1e-6)
-    np.testing.assert_allclose(K_eval(optimizer.lr_t), 0.05, rtol=1e-6)  # eta 1 * lr
+    np.testing.assert_allclose(as_float64(optimizer.learning_rate), 0.05, rtol=1e-6)
+    np.testing.assert_allclose(as_float64(optimizer.lr_t), 0.05, rtol=1e-6)  # eta 1 * lr
     # No epoch improves by min_delta: the second epoch's end divides lr by 10.
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[plateau])
-    np.testing.assert_allclose(K_eval(optimizer.learning_rate), 0.005, rtol=1e-5)
+    np.testing.assert_allclose(as_float64(optimizer.learning_rate), 0.005, rtol=1e-5)
 
 
 def test_manual_restart_and_eta_assignment():
-    model = small_model()
+    model = small_model(keras)
     optimizer = keras_adamw.AdamW(learning_rate=0.01, total_iterations=5,
                                   use_cosine_annealing=True, autorestart=False,
                                   init_verbose=False)
@@ -238,8 +221,8 @@ def test_manual_restart_and_eta_assignment():
     train(model, 3, seed=0)
     optimizer.t_cur.assign(-1)
     train(model, 1, seed=1)
-    assert int(K_eval(optimizer.t_cur)) == 0
-    np.testing.assert_allclose(K_eval(optimizer.eta_t), 1.0)
+    assert int(as_float64(optimizer.t_cur)) == 0
+    np.testing.assert_allclose(as_float64(optimizer.eta_t), 1.0)
     optimizer.eta_t.assign(0.0)  # freeze: the next update changes nothing
     before = numpy_values(model.trainable_variables)
     train(model, 1, seed=2)
