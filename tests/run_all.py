@@ -43,7 +43,8 @@ TEST_COMMAND = ('pip install torch==2.13.0 && pip install -e ".[test]" -c tests/
 RUNS = {
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"},
                    ["tests/core", "tests/keras3", "tests/legacy", "tests/test_docs.py",
-                    "tests/test_examples.py", "tests/test_ci_configs.py"]),
+                    "tests/test_examples.py", "tests/test_ci_configs.py",
+                    "tests/test_architecture.py"]),
     "jax": ({"KERAS_BACKEND": "jax"}, ["tests/keras3", "tests/legacy", "tests/test_docs.py"]),
     "torch": ({"KERAS_BACKEND": "torch"},
               ["tests/keras3", "tests/legacy", "tests/test_docs.py"]),
