@@ -14,13 +14,24 @@ Usage:
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKLOADS = {"8x10M": (8, 10_000_000), "8x50M": (8, 50_000_000), "400x2M": (400, 2_000_000)}
+# name -> the shapes of the variables (1-D vectors; 2-D Dense kernels; 4-D conv
+# kernels with their biases, as a CNN has them).
+WORKLOADS = {
+    "8x10M": [(1_250_000,)] * 8,
+    "8x50M": [(6_250_000,)] * 8,
+    "400x2M": [(5_000,)] * 400,
+    "8x1250x1000": [(1250, 1000)] * 8,
+    "mlp": [(1024, 2048), (2048,), (2048, 2048), (2048,), (2048, 10), (10,)],
+    "cnn": [(3, 3, 3, 64), (64,), (3, 3, 64, 128), (128,), (3, 3, 128, 256), (256,),
+            (3, 3, 256, 256), (256,), (3, 3, 256, 512), (512,), (4608, 10), (10,)],
+}
 # Bytes moved per parameter and step: read p, g, m, v; write p, m, v (Adam); SGD
 # with momentum reads p, g, vel and writes p, vel.
 BYTES_PER_PARAM = {"adamw": 28, "nadamw": 28, "sgdw": 20}
@@ -42,16 +53,15 @@ def builtin_kwargs(name):
                                                      if name == "adamw" else {})
 
 
-def make_problem(n_tensors, n_params, seed=0):
+def make_problem(shapes, seed=0):
     import keras
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    size = n_params // n_tensors
-    variables = [keras.Variable(rng.standard_normal(size, dtype=np.float32), name=f"w{i}")
-                 for i in range(n_tensors)]
-    grads = [keras.ops.convert_to_tensor(rng.standard_normal(size, dtype=np.float32))
-             for _ in range(n_tensors)]
+    variables = [keras.Variable(rng.standard_normal(shape, dtype=np.float32), name=f"w{i}")
+                 for i, shape in enumerate(shapes)]
+    grads = [keras.ops.convert_to_tensor(rng.standard_normal(shape, dtype=np.float32))
+             for shape in shapes]
     return variables, grads
 
 
@@ -101,11 +111,13 @@ def run_backend(backend, workloads, names, rounds, bounds=False):
     bandwidth = harness.stream_bandwidth()
     rows = []
     for workload in workloads:
-        n_tensors, n_params = WORKLOADS[workload]
+        shapes = WORKLOADS[workload]
+        n_tensors = len(shapes)
+        params = sum(math.prod(shape) for shape in shapes)
         for mode in modes:
             for name in names:
                 ours_name, keras_name = PAIRS[name]
-                variables, grads = make_problem(n_tensors, n_params)
+                variables, grads = make_problem(shapes)
                 optimizers = {
                     "ours": getattr(keras_adamw, ours_name)(**all_extras(name, n_tensors)),
                     "keras": getattr(keras.optimizers, keras_name)(**builtin_kwargs(name)),
@@ -115,7 +127,6 @@ def run_backend(backend, workloads, names, rounds, bounds=False):
                         effective_lr_bounds=(0.0, 1e3), **all_extras(name, n_tensors))
                 functions, sync = step_functions(backend, mode, optimizers, variables, grads)
                 result = harness.compare(functions, "keras", rounds=rounds, sync=sync)
-                params = n_tensors * (n_params // n_tensors)
                 row = {"backend": backend, "mode": mode, "workload": workload,
                        "optimizer": name,
                        "ours_over_builtin": result["ours"]["ratio"],
@@ -152,8 +163,26 @@ def transformer(seed=0, vocab=2000, length=64, width=128, heads=4):
     return keras.Model(tokens, outputs)
 
 
-def run_fit(backend, rounds):
-    """Whole `train_on_batch` steps of a small Transformer, ours vs built-in AdamW."""
+def mlp(seed=0):
+    """An MLP with large Dense layers (1024-2048-2048-10)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((1024,)), keras.layers.Dense(2048, activation="relu"),
+                             keras.layers.Dense(2048, activation="relu"),
+                             keras.layers.Dense(10)])
+
+
+def fit_data(model_name, rng):
+    """A batch of 32 for `model_name`'s `train_on_batch`."""
+    if model_name == "mlp":
+        return (rng.standard_normal((32, 1024)).astype("float32"),
+                rng.integers(0, 10, (32,)))
+    return rng.integers(0, 2000, (32, 64)).astype("int32"), rng.integers(0, 2, (32,))
+
+
+def run_fit(backend, rounds, model_name="transformer"):
+    """Whole `train_on_batch` steps of a model, ours vs built-in AdamW."""
     os.environ["KERAS_BACKEND"] = backend
     sys.path.insert(0, HERE)
     import harness
@@ -162,9 +191,7 @@ def run_fit(backend, rounds):
 
     import keras_adamw
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 2000, (32, 64)).astype("int32")
-    y = rng.integers(0, 2, (32,))
+    x, y = fit_data(model_name, np.random.default_rng(0))
     optimizers = {
         "ours": keras_adamw.AdamW(learning_rate=1e-4, weight_decay=1e-2,
                                   exclude_from_weight_decay=["bias", "layer_normalization"],
@@ -174,16 +201,16 @@ def run_fit(backend, rounds):
     }
     functions = {}
     for label, optimizer in optimizers.items():
-        model = transformer()
+        model = {"transformer": transformer, "mlp": mlp}[model_name]()
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True))
         functions[label] = lambda model=model: model.train_on_batch(x, y)
     result = harness.compare(functions, "keras", rounds=rounds)
-    row = {"backend": backend, "mode": "fit", "workload": "transformer", "optimizer": "adamw",
+    row = {"backend": backend, "mode": "fit", "workload": model_name, "optimizer": "adamw",
            "ours_over_builtin": result["ours"]["ratio"],
            "ours_ms": 1e3 * result["ours"]["median_s"],
            "builtin_ms": 1e3 * result["keras"]["median_s"]}
-    print(f"{backend:10s} fit         transformer adamw ours/builtin "
+    print(f"{backend:10s} fit         {model_name:11s} adamw ours/builtin "
           f"{row['ours_over_builtin']:6.3f}  ({row['ours_ms']:.1f} ms vs "
           f"{row['builtin_ms']:.1f} ms)", flush=True)
     return [row]
@@ -203,9 +230,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
-    parser.add_argument("--workloads", default="8x10M,8x50M,400x2M,fit",
-                        help="comma-separated: 8x10M, 8x50M, 400x2M, fit (a Transformer "
-                             "train_on_batch step)")
+    parser.add_argument("--workloads", default="8x10M,8x50M,400x2M,8x1250x1000,mlp,cnn,"
+                        "fit,fit_mlp",
+                        help="comma-separated: " + ", ".join(WORKLOADS) + ", fit (a "
+                             "Transformer train_on_batch step), fit_mlp (an MLP's)")
     parser.add_argument("--optimizers", default="adamw,nadamw,sgdw")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--out", help="JSON file for the rows")
@@ -214,12 +242,12 @@ def main():
     args = parser.parse_args()
     workloads, names = args.workloads.split(","), args.optimizers.split(",")
     if args.backend:
-        rows = []
-        if workloads != ["fit"]:
-            rows += run_backend(args.backend, [w for w in workloads if w != "fit"], names,
-                                args.rounds, args.bounds)
-        if "fit" in workloads:
-            rows += run_fit(args.backend, args.rounds)
+        fits = {"fit": "transformer", "fit_mlp": "mlp"}
+        rows = run_backend(args.backend, [w for w in workloads if w not in fits], names,
+                           args.rounds, args.bounds)
+        for workload in workloads:
+            if workload in fits:
+                rows += run_fit(args.backend, args.rounds, fits[workload])
     else:
         rows = []
         for backend in args.backends.split(","):

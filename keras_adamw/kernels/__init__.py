@@ -91,7 +91,8 @@ what they would take; tf_keras from `xla_min_size` | keras_adamw.kernels.tf_comp
 jax_call | jax | keras3 | CPU float32/float64 of at least 2^16 elements, one call per \
 group | keras_adamw.kernels.jax_calls
 torch_foreach | torch | keras3 | every variable of a fused dtype on CPU/CUDA, one kernel \
-sequence per group | keras_adamw.kernels.torch_foreach
+sequence per group; not under `torch.compile` (`jit_compile=True`) | \
+keras_adamw.kernels.torch_foreach
 """
 PATHS = tuple(KernelPath(*(cell.strip() for cell in line.split("|")))
               for line in _TABLE.strip().splitlines())

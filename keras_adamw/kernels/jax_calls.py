@@ -118,15 +118,15 @@ def _emit(group):
         for variable in update.variables:
             aliases[len(operands)] = len(results)
             value = ops.convert_to_tensor(variable)
-            operands.append(jnp.ravel(value))
-            results.append(jax.ShapeDtypeStruct((value.size,), dtype))
-        operands.append(jnp.ravel(update.grad).astype(dtype))
+            operands.append(value)
+            results.append(jax.ShapeDtypeStruct(value.shape, dtype))
+        operands.append(jnp.asarray(update.grad, dtype))
     operands.append(_scalar_table(group, dtype))
     outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(
         *operands, **dict(attributes))
     for i, update in enumerate(group):
         for j, variable in enumerate(update.variables):
-            update.optimizer.assign(variable, outputs[i * updated + j].reshape(variable.shape))
+            update.optimizer.assign(variable, outputs[i * updated + j])
 
 
 def _scalar_table(group, dtype):

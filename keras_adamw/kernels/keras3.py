@@ -66,12 +66,14 @@ def _handle(variable):
 def run_step(optimizer, grads, variables, loop):
     """One step's updates: `loop()` (Keras's per-variable loop), in a batch of
     custom calls on TensorFlow and JAX; torch's multi-tensor kernels on torch
-    (the loop where bounds are on)."""
+    (the loop where bounds are on, and under `torch.compile`, which traces
+    Keras ops and cannot trace the fused kernels' in-place writes)."""
     if BACKEND == "torch" and optimizer._settings.effective_lr_bounds is None:
         from keras_adamw.kernels import torch_foreach
 
-        torch_foreach.update(optimizer, grads, variables, optimizer._step)
-        return
+        if torch_foreach.eager():
+            torch_foreach.update(optimizer, grads, variables, optimizer._step)
+            return
     if BACKEND == "tensorflow":
         with tf_xla_calls.batch():
             loop()

@@ -94,6 +94,14 @@ class Plan:
     fallback: list
 
 
+def eager():
+    """Whether this step runs eagerly: under `torch.compile` (Keras's
+    `jit_compile=True`) the fused kernels' in-place updates of functional
+    tensors cannot be traced, and the optimizers' Keras ops run instead."""
+    compiler = getattr(torch, "compiler", None)
+    return compiler is None or not compiler.is_compiling()
+
+
 def update(optimizer, grads, variables, step):
     """Applies one update to every variable with torch's multi-tensor kernels.
 
