@@ -26,10 +26,10 @@ SHARED_ARGS = """\
         eta_max: `eta_t` at the start of a cycle.
         t_cur: initial position in the cycle (`-1` restarts).
         name: optimizer name.
-        **kwargs: {framework} arguments ({framework_kwargs}), and `lr`, `decay`
-            (legacy inverse-time decay), `weight_decay` (Keras convention
-            lambda), `exclude_from_weight_decay` (regexes of {variable}s),
-            `layerwise_lr_decay`, `effective_lr_bounds`."""
+        **kwargs: {framework} arguments ({framework_kwargs}),
+            and `lr`, `decay` (legacy inverse-time decay), `weight_decay` (Keras
+            convention lambda), `exclude_from_weight_decay` (regexes of
+            {variable}s), `layerwise_lr_decay`, `effective_lr_bounds`."""
 
 
 def document(front, flavour_words, attributes=""):

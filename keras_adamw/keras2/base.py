@@ -29,7 +29,7 @@ TF_MATH = types.SimpleNamespace(
     minimum=tf.minimum, abs=tf.abs, cast=tf.cast)
 _STEP = "keras_adamw_step"  # apply_state key of the float32 per-step scalars
 WORDS = {"model": "tf_keras model", "variable": "variable name", "framework": "tf_keras",
-         "framework_kwargs": "`clipnorm`, `clipvalue`, `global_clipnorm`, "
+         "framework_kwargs": "`clipnorm`, `clipvalue`,\n            `global_clipnorm`, "
          "`gradient_aggregator`, `gradient_transformers`",
          "epsilon": "tf_keras.backend.epsilon()"}
 ATTRIBUTES = """

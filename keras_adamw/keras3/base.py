@@ -20,9 +20,10 @@ from keras_adamw.kernels import Hyper, Update
 from keras_adamw.kernels import keras3 as kernels
 
 WORDS = {"model": "Keras 3 model", "variable": "variable path", "framework": "Keras 3",
-         "framework_kwargs": "`clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, "
-         "`ema_momentum`, `ema_overwrite_frequency`, `loss_scale_factor`, "
-         "`gradient_accumulation_steps`", "epsilon": "keras.config.epsilon()"}
+         "framework_kwargs": "`clipnorm`, `clipvalue`,\n            `global_clipnorm`, "
+         "`use_ema`, `ema_momentum`, `ema_overwrite_frequency`,\n            "
+         "`loss_scale_factor`, `gradient_accumulation_steps`",
+         "epsilon": "keras.config.epsilon()"}
 ATTRIBUTES = """
     Attributes:
         native_kernels: take the fast kernel paths where they run (see
