@@ -252,7 +252,7 @@ class Keras2Adapter(OptimizerAdapter):
         return apply_state
 
     def _local_scalars(self, prepared, var_dtype):
-        """`(FusedInputs, {rule: VariableScalars})` in `var_dtype`."""
+        """`(FusedInputs, {rule: VariableScalars}, kernels.Hyper)` in `var_dtype`."""
         step, fused, step_rules = prepared
         fused = FusedInputs(*(None if x is None else tf.cast(x, var_dtype) for x in fused))
         per_rule = {}
@@ -261,7 +261,7 @@ class Keras2Adapter(OptimizerAdapter):
             if step.bias_correction is not None:  # folded in the dtype, as the kernels did
                 s = s._replace(step_size=s.eta_lr * tf.cast(step.bias_correction, var_dtype))
             per_rule[rule] = self._bounded(s)
-        return fused, per_rule
+        return fused, per_rule, self._kernel_hyper(fused)
 
     def _bounded(self, scalars):
         """Hook: SGDW clips its scalar rate to the bounds here."""
@@ -273,9 +273,9 @@ class Keras2Adapter(OptimizerAdapter):
                            "`minimize`.")
 
     def _scalars(self, var, apply_state):
-        """This variable's `VariableScalars` and the dtype's `FusedInputs`."""
-        fused, per_rule = apply_state[(var.device, var.dtype.base_dtype)]
-        return per_rule[self._rules[optimizer_v2._var_key(var)]], fused
+        """This variable's `VariableScalars`, the dtype's `FusedInputs` and `Hyper`."""
+        fused, per_rule, hyper = apply_state[(var.device, var.dtype.base_dtype)]
+        return per_rule[self._rules[optimizer_v2._var_key(var)]], fused, hyper
 
     # ---- updates ---------------------------------------------------------------
 
@@ -286,12 +286,12 @@ class Keras2Adapter(OptimizerAdapter):
         else the rule's TensorFlow ops (`_apply_rule`: a fused op where one
         exists), after an in-place decay pass if there is a decay.
         """
-        s, fused = self._scalars(var, apply_state)
+        s, fused, hyper = self._scalars(var, apply_state)
         path = None if s.bounds is not None else tf_paths.path(
             self._var_capabilities(var), s.decayed)
         if path not in (None, "tf_fused"):
             slots = tuple(slot.handle for slot in self._slot_variables(var))
-            update = Update(self._kind, var.handle, slots, grad, s, self._kernel_hyper(fused))
+            update = Update(self._kind, var.handle, slots, grad, s, hyper)
             return tf_paths.apply(path, update)
         if not s.decayed:
             return self._apply_rule(grad, var, s, fused)

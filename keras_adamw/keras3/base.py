@@ -125,6 +125,7 @@ class Keras3Adapter(OptimizerAdapter):
         iterations = ops.cast(self.iterations, "float32")
         self._step = self._make_step(ops.cast(learning_rate, "float32"), iterations)
         self._scalars_cache = {}
+        self._step_hyper = self._kernel_hyper()  # what every kernel call of the step takes
         kernels.run_step(self, grads, trainable_variables, lambda: self._keras_update_loop(
             grads, trainable_variables, learning_rate))
         self._advance_schedule(self._step.lr_t)
@@ -171,7 +172,7 @@ class Keras3Adapter(OptimizerAdapter):
         if choice is None:
             return False
         update = Update(self._kind, variable, self._slot_variables(index), grad, scalars,
-                        self._kernel_hyper())
+                        self._step_hyper)
         return kernels.apply(self, choice, update)
 
     def _assign_decayed(self, variable, theta, delta, scalars):
