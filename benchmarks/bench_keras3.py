@@ -173,10 +173,31 @@ def mlp(seed=0):
                              keras.layers.Dense(10)])
 
 
+def cnn(seed=0):
+    """A small CNN on 32x32 RGB images (conv-conv-pool twice, then Dense)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(10)])
+
+
+MODELS = {"transformer": transformer, "mlp": mlp, "cnn": cnn}
+
+
 def fit_data(model_name, rng):
     """A batch of 32 for `model_name`'s `train_on_batch`."""
     if model_name == "mlp":
         return (rng.standard_normal((32, 1024)).astype("float32"),
+                rng.integers(0, 10, (32,)))
+    if model_name == "cnn":
+        return (rng.standard_normal((32, 32, 32, 3)).astype("float32"),
                 rng.integers(0, 10, (32,)))
     return rng.integers(0, 2000, (32, 64)).astype("int32"), rng.integers(0, 2, (32,))
 
@@ -201,7 +222,7 @@ def run_fit(backend, rounds, model_name="transformer"):
     }
     functions = {}
     for label, optimizer in optimizers.items():
-        model = {"transformer": transformer, "mlp": mlp}[model_name]()
+        model = MODELS[model_name]()
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True))
         functions[label] = lambda model=model: model.train_on_batch(x, y)
@@ -231,9 +252,10 @@ def main():
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--workloads", default="8x10M,8x50M,400x2M,8x1250x1000,mlp,cnn,"
-                        "fit,fit_mlp",
+                        "fit,fit_mlp,fit_cnn",
                         help="comma-separated: " + ", ".join(WORKLOADS) + ", fit (a "
-                             "Transformer train_on_batch step), fit_mlp (an MLP's)")
+                             "Transformer train_on_batch step), fit_mlp, fit_cnn (an "
+                             "MLP's, a CNN's)")
     parser.add_argument("--optimizers", default="adamw,nadamw,sgdw")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--out", help="JSON file for the rows")
@@ -242,7 +264,7 @@ def main():
     args = parser.parse_args()
     workloads, names = args.workloads.split(","), args.optimizers.split(",")
     if args.backend:
-        fits = {"fit": "transformer", "fit_mlp": "mlp"}
+        fits = {"fit": "transformer", "fit_mlp": "mlp", "fit_cnn": "cnn"}
         rows = run_backend(args.backend, [w for w in workloads if w not in fits], names,
                            args.rounds, args.bounds)
         for workload in workloads:

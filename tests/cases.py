@@ -15,6 +15,7 @@ Kernel paths (`Case.paths`):
 - `tf_xla_call`: the native XLA custom calls inside `jit_compile`.
 - `tf_compiled`: the XLA-compiled TensorFlow kernels.
 - `jax_call`: the JAX XLA FFI custom calls.
+- `torch_native`: the native host calls on torch's CPU tensors.
 - `torch_foreach`: torch's multi-tensor kernels.
 
 No framework is imported here: the table serves both flavours.
@@ -22,7 +23,7 @@ No framework is imported here: the table serves both flavours.
 import dataclasses
 
 PATHS = ("reference", "tf_fused", "tf_native", "tf_xla_call", "tf_compiled", "jax_call",
-         "torch_foreach")
+         "torch_native", "torch_foreach")
 CLASS_NAMES = {"adamw": "AdamW", "nadamw": "NadamW", "sgdw": "SGDW"}
 BUILTINS = {"adamw": "Adam", "nadamw": "Nadam", "sgdw": "SGD"}
 ADAM_ORACLE = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}

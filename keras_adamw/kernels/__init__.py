@@ -19,6 +19,7 @@ Modules:
     tf_xla_calls: the native kernels as XLA custom calls inside `jit_compile`.
     tf_compiled: XLA-compiled single-pass updates (where no native kernel runs).
     jax_calls: the native kernels as XLA custom calls on the JAX backend.
+    torch_native: the native kernels on torch's CPU tensors (one C call per group).
     torch_foreach: torch's fused multi-tensor kernels on the torch backend.
     scalars: the order of the native kernels' scalar vector (one packer).
     groups: per-step queue of updates emitted one call per group.
@@ -90,9 +91,12 @@ tf_compiled | tensorflow | both | where the native kernels do not run (GPU, nati
 what they would take; tf_keras from `xla_min_size` | keras_adamw.kernels.tf_compiled
 jax_call | jax | keras3 | CPU float32/float64 of at least 2^16 elements, one call per \
 group | keras_adamw.kernels.jax_calls
-torch_foreach | torch | keras3 | every variable of a fused dtype on CPU/CUDA, one kernel \
-sequence per group; not under `torch.compile` (`jit_compile=True`) | \
-keras_adamw.kernels.torch_foreach
+torch_native | torch | keras3 | contiguous CPU float32/float64 variables, one call per \
+step for every rule and size; not under `torch.compile` (`jit_compile=True`) | \
+keras_adamw.kernels.torch_native
+torch_foreach | torch | keras3 | the other variables of a fused dtype on CPU/CUDA (CUDA, \
+float16, bfloat16, native off), one kernel sequence per group; not under \
+`torch.compile` | keras_adamw.kernels.torch_foreach
 """
 PATHS = tuple(KernelPath(*(cell.strip() for cell in line.split("|")))
               for line in _TABLE.strip().splitlines())

@@ -18,7 +18,7 @@ import tempfile
 import warnings
 
 SOURCE_DIR = pathlib.Path(__file__).parent
-HEADERS = [SOURCE_DIR / "update_kernels.h"]
+HEADERS = [SOURCE_DIR / "update_kernels.h", SOURCE_DIR / "group_rules.h"]
 SWITCH = "KERAS_ADAMW_NATIVE"  # "0" (false/no/off): never build or use the libraries
 CACHE_DIR = "KERAS_ADAMW_CACHE_DIR"
 # -fno-math-errno lets `sqrt` vectorise (the results are the same IEEE values).

@@ -38,6 +38,7 @@ import torch
 from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.core import rules
+from keras_adamw.kernels import torch_native
 
 # Dtypes and device types that torch's fused Adam/SGD kernels accept.
 FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -84,14 +85,16 @@ class Group:
 class Plan:
     """Groups of one list of variables, and the variables no kernel takes.
 
-    `small_groups` hold CPU tensors below `CPU_GRAIN_SIZE` elements, updated
-    on one thread; `groups` the others.
+    `native` are the `torch_native.HostGroup`s (contiguous float32/float64
+    CPU tensors, one C call each); `small_groups` hold the other CPU tensors
+    below `CPU_GRAIN_SIZE` elements, updated on one thread; `groups` the rest.
     """
 
     params: list
     groups: list
     small_groups: list
     fallback: list
+    native: list = dataclasses.field(default_factory=list)
 
 
 def eager():
@@ -116,8 +119,11 @@ def update(optimizer, grads, variables, step):
         return
     plan = _plan(optimizer, variables)
     with torch.no_grad():
-        scalars = host_scalars(step_values(optimizer._kind, step))
+        step = host_step(step)
+        scalars = step_values(optimizer._kind, step)
         grads = [as_gradient(g, p) for g, p in zip(grads, plan.params)]
+        for group in plan.native:
+            torch_native.run(optimizer, group, grads, step)
         with single_threaded(bool(plan.small_groups)):
             run_groups(optimizer, plan.small_groups, grads, scalars)
         run_groups(optimizer, plan.groups, grads, scalars)
@@ -154,9 +160,8 @@ def single_threaded(active=True):
 
 
 def step_values(kind, step):
-    """`{name: 0-d tensor}` of the `core.step.Step` scalars the kind reads:
-    `eta`, `lr`, and `alpha = lr bias_correction` (AdamW) or Nadam's
-    coefficients, computed on the device in float32 like the other paths."""
+    """`{name: float}` of the `core.step.Step` scalars the kind reads: `eta`,
+    `lr`, and `alpha = lr bias_correction` (AdamW) or Nadam's coefficients."""
     values = {"eta": step.eta, "lr": step.lr}
     if kind == "adamw":
         values["alpha"] = step.lr * step.bias_correction
@@ -165,34 +170,48 @@ def step_values(kind, step):
     return values
 
 
-def host_scalars(step_scalars):
-    """`{name: float}` of the per-step scalars, in one device-to-host transfer.
+def host_step(step):
+    """The `core.step.Step` (computed on the device in float32, like the other
+    paths) with Python floats, in one device-to-host transfer.
 
-    The fused kernels take their coefficients as Python floats; gathering the
-    few scalars of a step first costs one sync instead of one per group.
+    The kernels take their coefficients as Python floats; gathering the few
+    scalars of a step first costs one sync instead of one per group.
     """
-    names, values = list(step_scalars), list(step_scalars.values())
+    fields = {name: value for name, value in step._asdict().items()
+              if value is not None and name not in ("nadam", "bounds")}
+    if step.nadam is not None:
+        fields.update({f"nadam.{name}": value for name, value in step.nadam._asdict().items()})
+    values = list(fields.values())
     device = next((v.device for v in values if isinstance(v, torch.Tensor)), "cpu")
-    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
-                           for v in values])
-    return dict(zip(names, stacked.tolist()))
+    floats = dict(zip(fields, torch.stack([torch.as_tensor(v, dtype=torch.float32,
+                                                           device=device)
+                                           for v in values]).tolist()))
+    nadam = None if step.nadam is None else type(step.nadam)(
+        **{name: floats[f"nadam.{name}"] for name in step.nadam._fields})
+    return step._replace(nadam=nadam, **{name: floats[name] for name in fields
+                                         if not name.startswith("nadam.")})
 
 
 def as_gradient(grad, param):
-    """The gradient as a dense tensor of the variable's dtype and device."""
+    """The gradient as a dense contiguous tensor of the variable's dtype, device
+    and shape (the native kernels read `param.numel()` elements of it)."""
     if not isinstance(grad, torch.Tensor):
         grad = ops.convert_to_tensor(grad)  # numpy arrays, Keras variables
     if grad.layout != torch.strided:
         grad = grad.to_dense()  # sparse gives the numbers of the dense gradient
+    if grad.shape != param.shape:
+        raise ValueError(f"A gradient of shape {tuple(grad.shape)} was given for a variable "
+                         f"of shape {tuple(param.shape)}: pass one gradient per variable, "
+                         f"of the variable's shape.")
     if grad.dtype != param.dtype or grad.device != param.device:
         grad = grad.to(device=param.device, dtype=param.dtype)
-    return grad
+    return grad.contiguous()
 
 
 def _plan(optimizer, variables):
     """The cached grouping of `variables`, built at the first step that sees them."""
     plans = _PLANS.setdefault(optimizer, {})
-    key = tuple(id(v) for v in variables)
+    key = (optimizer.native_kernels, *(id(v) for v in variables))
     plan = plans.get(key)
     if plan is None:
         if len(plans) >= _MAX_PLANS:
@@ -208,10 +227,15 @@ def build_plan(optimizer, variables):
     tensor), so the tensors can be resolved once here.
     """
     params = [v.value for v in variables]
-    groups, fallback = {}, []
+    groups, native, fallback = {}, {}, []
     for i, (variable, param) in enumerate(zip(variables, params)):
         index = optimizer._get_variable_index(variable)
         slots = slot_tensors(optimizer, index)
+        if optimizer.native_kernels and torch_native.usable(param, slots.values()):
+            key = torch_native.group_key(optimizer._kind, param, slots)
+            native.setdefault(key, torch_native.HostGroup(*key)).add(
+                i, optimizer._rules[index], [param, *slots.values()])
+            continue
         if not fusable(param, slots.values()):
             fallback.append(i)
             continue
@@ -229,8 +253,10 @@ def build_plan(optimizer, variables):
             # is folded into the learning rate (see the module docstring).
             inf = torch.tensor(math.inf, dtype=torch.float32, device=group.params[0].device)
             group.steps = [inf] * len(group.params)
+    for group in native.values():
+        group.freeze()
     return Plan(params, [g for g in groups.values() if not g.small],
-                [g for g in groups.values() if g.small], fallback)
+                [g for g in groups.values() if g.small], fallback, list(native.values()))
 
 
 def slot_tensors(optimizer, index):

@@ -1,11 +1,14 @@
-"""The torch multi-tensor path (`keras_adamw.kernels.torch_foreach`) against the oracle.
+"""The torch paths against the oracle: the native host call
+(`keras_adamw.kernels.torch_native`, the default on the CPU) and torch's
+multi-tensor kernels (`keras_adamw.kernels.torch_foreach`, `native_kernels=False`
+here; CUDA and half precision take it).
 
-`test_oracle.py` runs the fast path on a small model (tensors below the CPU
-grain size, updated on one thread). Here: tensors on both sides of the grain
-size in one step, every optimizer variant, L1 and both decay conventions, a
-zero learning rate (decay without a step to fold it into), float64 variables,
-gradients given as numpy arrays, a subset of variables, and the per-variable
-fallback; variables *and* slots compared after many steps.
+`test_oracle.py` runs the default path on a small model. Here, on both paths:
+tensors on both sides of the grain size in one step, every optimizer variant, L1
+and both decay conventions, a zero learning rate (decay without a step to fold
+it into), float64 variables, gradients given as numpy arrays or transposed
+views, a subset of variables, and the per-variable fallback; variables *and*
+slots compared after many steps.
 """
 import keras
 import numpy as np
@@ -26,6 +29,9 @@ STEPS = 20
 LARGE = torch_foreach.CPU_GRAIN_SIZE + 8  # one thread group and one multi-thread group
 FAST = on_path("torch_foreach")
 EACH = on_path("torch_foreach", "adamw", "nadamw", "sgdw_momentum")
+# `native_kernels` of each path.
+NATIVE = {"torch_native": True, "torch_foreach": False}
+BOTH = pytest.mark.parametrize("path", list(NATIVE))
 SHAPES = {"big_kernel": (LARGE,), "big_bias": (LARGE,), "small_kernel": (6, 5),
           "small_bias": (5,)}
 MULTIPLIERS = {"big": 0.5, "small_kernel": 2.0}
@@ -39,11 +45,13 @@ def make_variables(dtype="float32", seed=0):
             for name, shape in SHAPES.items()]
 
 
-def make_pair(case, variables, learning_rate=0.01):
-    """Our optimizer with every extra on, and the oracle configured the same."""
+def make_pair(case, variables, learning_rate=0.01, path="torch_foreach"):
+    """Our optimizer with every extra on, on `path`, and the oracle configured
+    the same."""
     optimizer = case.make(keras_adamw, learning_rate=learning_rate,
                           lr_multipliers=MULTIPLIERS, weight_decays=L1_L2,
                           weight_decay=0.02, exclude_from_weight_decay=["bias"], **SCHEDULE)
+    optimizer.native_kernels = NATIVE[path]
     paths = [v.path for v in variables]
     oracle = oracle_for(
         case, [v.shape for v in variables], learning_rate=learning_rate,
@@ -54,9 +62,9 @@ def make_pair(case, variables, learning_rate=0.01):
     return optimizer, oracle
 
 
-def run(case, variables, learning_rate=0.01, grads_as=None, steps=STEPS):
+def run(case, variables, learning_rate=0.01, grads_as=None, steps=STEPS, path="torch_foreach"):
     """`steps` updates of ours and the oracle; returns both and the oracle's values."""
-    optimizer, oracle = make_pair(case, variables, learning_rate)
+    optimizer, oracle = make_pair(case, variables, learning_rate, path)
     # Copies: a float64 view could alias the variable updated in place.
     values = [as_float64(v) for v in variables]
     rng = np.random.default_rng(1)
@@ -76,30 +84,114 @@ def check(case, optimizer, oracle, variables, values):
     assert_close(optimizer.lr_t, oracle.lr_t, what="lr_t")
 
 
+@BOTH
 @pytest.mark.parametrize("case", FAST, ids=case_id)
-def test_matches_oracle_across_grain_size(case):
+def test_matches_oracle_across_grain_size(case, path):
     variables = make_variables()
-    optimizer, oracle, values = run(case, variables)
+    optimizer, oracle, values = run(case, variables, path=path)
     plan = torch_foreach._plan(optimizer, variables)
-    assert plan.groups and plan.small_groups and not plan.fallback
+    assert not plan.fallback
+    if path == "torch_native":  # every rule and size in one call
+        assert [g.indices for g in plan.native] == [[0, 1, 2, 3]]
+        assert not plan.groups and not plan.small_groups
+    else:
+        assert plan.groups and plan.small_groups and not plan.native
     check(case, optimizer, oracle, variables, values)
 
 
+@BOTH
 @pytest.mark.parametrize("case", EACH, ids=case_id)
-def test_zero_learning_rate_still_decays(case):
+def test_zero_learning_rate_still_decays(case, path):
     """Paper decay without a step to fold it into (the kernel's lr is 0)."""
     variables = make_variables()
-    optimizer, oracle, values = run(case, variables, learning_rate=0.0, steps=5)
+    optimizer, oracle, values = run(case, variables, learning_rate=0.0, steps=5, path=path)
     check(case, optimizer, oracle, variables, values)
 
 
+@BOTH
 @pytest.mark.parametrize("case", on_path("torch_foreach", "adamw", "nadamw",
                                                  "sgdw_nesterov"), ids=case_id)
-def test_float64_variables_and_numpy_gradients(case):
+def test_float64_variables_and_numpy_gradients(case, path):
     variables = make_variables("float64")
-    optimizer, oracle, values = run(case, variables, grads_as=lambda g: g, steps=10)
+    optimizer, oracle, values = run(case, variables, grads_as=lambda g: g, steps=10,
+                                    path=path)
     check(case, optimizer, oracle, variables, values)
     assert all(v.dtype == "float64" for v in variables)
+
+
+@BOTH
+@pytest.mark.parametrize("case", EACH, ids=case_id)
+def test_transposed_gradients(case, path):
+    """A non-contiguous gradient (a transposed view) gives the same numbers."""
+    variables = make_variables()
+
+    def transposed(gradient):
+        if gradient.ndim < 2:
+            return torch.tensor(gradient, dtype=torch.float32)
+        return torch.tensor(gradient.T, dtype=torch.float32).T
+
+    optimizer, oracle, values = run(case, variables, grads_as=transposed, steps=5, path=path)
+    check(case, optimizer, oracle, variables, values)
+
+
+def test_a_gradient_of_another_shape_is_refused():
+    variables = make_variables()
+    optimizer = keras_adamw.AdamW(learning_rate=0.1, init_verbose=False)
+    grads = [torch.ones(v.shape) for v in variables]
+    grads[2] = torch.ones(5, 6)
+    with pytest.raises(ValueError, match=r"shape \(5, 6\) was given for a variable of "
+                                         r"shape \(6, 5\)"):
+        optimizer.apply(grads, variables)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_call_per_step_and_threads(monkeypatch, threads):
+    """One host call per step for every variable; any thread count, same numbers."""
+    from keras_adamw.kernels import torch_native
+
+    calls = []
+    monkeypatch.setattr(torch_native, "ELEMENTS_PER_THREAD", 1000)  # helpers even here
+    library = torch_native.library()
+    monkeypatch.setattr(torch_native, "library",
+                        lambda: (lambda *args: calls.append((args[2], args[-1])) or library(*args)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        variables = make_variables()
+        optimizer, oracle, values = run(CASES["nadamw"], variables, steps=4,
+                                        path="torch_native")
+    finally:
+        torch.set_num_threads(previous)
+    assert calls == [(4, threads)] * 4
+    check(CASES["nadamw"], optimizer, oracle, variables, values)
+
+
+def test_native_off_or_unavailable_takes_torchs_kernels(monkeypatch):
+    from keras_adamw.kernels import torch_native
+
+    variables = make_variables()
+    optimizer, _ = make_pair(CASES["adamw"], variables, path="torch_native")
+    optimizer.apply([torch.ones(v.shape) for v in variables], variables)
+    assert torch_foreach._plan(optimizer, variables).native
+    optimizer.native_kernels = False
+    assert not torch_foreach._plan(optimizer, variables).native
+    monkeypatch.setattr(torch_native, "library", lambda: None)
+    optimizer.native_kernels = True
+    torch_foreach._PLANS.clear()
+    plan = torch_foreach._plan(optimizer, variables)
+    assert not plan.native and plan.groups
+
+
+def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
+    from keras_adamw.kernels import build as native_build
+    from keras_adamw.kernels import torch_native
+
+    monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with pytest.warns(RuntimeWarning, match=r"native torch kernels are not available.*"
+                                            r"Install a C\+\+ compiler"):
+        assert torch_native.library.__wrapped__() is None  # the cached library stays
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("case", on_path("torch_foreach", "adamw_amsgrad", "nadamw",
@@ -108,7 +200,7 @@ def test_fallback_gives_the_same_numbers(case, monkeypatch):
     """Without the fused kernels every variable takes `update_step`."""
     monkeypatch.setattr(torch_foreach, "KERNELS_AVAILABLE", False)
     variables = make_variables()
-    optimizer, oracle, values = run(case, variables, steps=10)
+    optimizer, oracle, values = run(case, variables, steps=10, path="torch_foreach")
     plan = torch_foreach._plan(optimizer, variables)
     assert not plan.groups and not plan.small_groups and len(plan.fallback) == 4
     check(case, optimizer, oracle, variables, values)
@@ -131,7 +223,7 @@ def test_subset_of_variables_gets_its_own_plan():
 def test_grouping_and_threads():
     """Groups by rule and size once; torch's thread count is restored."""
     variables = make_variables()
-    optimizer, _ = make_pair(CASES["adamw"], variables)
+    optimizer, _ = make_pair(CASES["adamw"], variables, path="torch_foreach")
     threads = torch.get_num_threads()
     grads = [torch.ones(v.shape) for v in variables]
     optimizer.apply(grads, variables)
