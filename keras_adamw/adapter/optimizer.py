@@ -113,9 +113,14 @@ class OptimizerAdapter:
                     bounds=rules.bound_values(self._settings.effective_lr_bounds,
                                               xp.cast(iterations, "float32")))
 
-    def _next_schedule(self, t_cur):
-        """`(t_cur, eta_t)` after one update; `eta_t` None without annealing."""
-        s, xp = self._settings, self._math
+    def _next_schedule(self, t_cur, xp=None):
+        """`(t_cur, eta_t)` after one update; `eta_t` None without annealing.
+
+        Args:
+            t_cur: the counter before the update.
+            xp: the namespace of `t_cur` (default: the optimizer's `_math`).
+        """
+        s, xp = self._settings, xp or self._math
         t_cur = schedule.next_t_cur(t_cur, s.total_iterations, s.autorestart, xp)
         if not s.use_cosine_annealing:
             return t_cur, None

@@ -9,6 +9,26 @@ from typing import Any
 from keras_adamw.core import checks
 
 
+class HostMath:
+    """The `xp` of the functions here for Python numbers: a schedule advanced on
+    the host where the step's scalars are there already (torch's eager path)."""
+
+    cos = staticmethod(math.cos)
+
+    @staticmethod
+    def where(condition, x, y):
+        return x if condition else y
+
+    @staticmethod
+    def equal(x, y):
+        return x == y
+
+    @staticmethod
+    def cast(x, dtype):
+        """`x` as a float (the only cast the schedule asks for)."""
+        return float(x)
+
+
 def cosine_eta(t_cur, total_iterations, eta_min, eta_max, xp=math):
     """Cosine annealing multiplier for the update at position `t_cur` of a cycle.
 

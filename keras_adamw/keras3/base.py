@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops  # type: ignore[import-untyped]
 
 from keras_adamw.adapter.optimizer import OptimizerAdapter
-from keras_adamw.core import matching, precision, rules
+from keras_adamw.core import matching, precision, rules, schedule
 from keras_adamw.core.checks import check_float_variables
 from keras_adamw.core.step import variable_scalars
 from keras_adamw.keras3 import regularizers
@@ -126,9 +126,13 @@ class Keras3Adapter(OptimizerAdapter):
         self._step = self._make_step(ops.cast(learning_rate, "float32"), iterations)
         self._scalars_cache = {}
         self._step_hyper = self._kernel_hyper()  # what every kernel call of the step takes
-        kernels.run_step(self, grads, trainable_variables, lambda: self._keras_update_loop(
-            grads, trainable_variables, learning_rate))
-        self._advance_schedule(self._step.lr_t)
+        host_step = kernels.run_step(self, grads, trainable_variables,
+                                     lambda: self._keras_update_loop(
+                                         grads, trainable_variables, learning_rate))
+        if host_step is None:
+            self._advance_schedule(self._step.lr_t)
+        else:
+            self._advance_schedule_on_host(host_step.lr_t)
 
     def _keras_update_loop(self, grads, trainable_variables, learning_rate):
         super()._backend_update_step(grads, trainable_variables, learning_rate)
@@ -141,6 +145,16 @@ class Keras3Adapter(OptimizerAdapter):
 
     def _advance_schedule(self, lr_t):
         t_cur, eta = self._next_schedule(ops.convert_to_tensor(self.t_cur))
+        self.assign(self.t_cur, t_cur)
+        if eta is not None:
+            self.assign(self.eta_t, eta)
+        self.assign(self.lr_t, lr_t)
+
+    def _advance_schedule_on_host(self, lr_t):
+        """`_advance_schedule` in Python numbers, where the step's scalars are on
+        the host (torch's eager path): a few Keras ops less per step."""
+        t_cur, eta = self._next_schedule(int(kernels.eager_float(self.t_cur)),
+                                         schedule.HostMath)
         self.assign(self.t_cur, t_cur)
         if eta is not None:
             self.assign(self.eta_t, eta)

@@ -65,24 +65,29 @@ def _handle(variable):
 
 def run_step(optimizer, grads, variables, loop):
     """One step's updates: `loop()` (Keras's per-variable loop), in a batch of
-    custom calls on TensorFlow and JAX; torch's multi-tensor kernels on torch
-    (the loop where bounds are on, and under `torch.compile`, which traces
-    Keras ops and cannot trace the fused kernels' in-place writes)."""
+    custom calls on TensorFlow and JAX; torch's kernels on torch (the loop where
+    bounds are on, and under `torch.compile`, which traces Keras ops and cannot
+    trace the kernels' in-place writes).
+
+    Returns:
+        The step's `core.step.Step` in Python floats where the update read it on
+        the host (torch's eager path), else None.
+    """
     if BACKEND == "torch" and optimizer._settings.effective_lr_bounds is None:
         from keras_adamw.kernels import torch_foreach
 
         if torch_foreach.eager():
-            torch_foreach.update(optimizer, grads, variables, optimizer._step)
-            return
+            return torch_foreach.update(optimizer, grads, variables, optimizer._step)
     if BACKEND == "tensorflow":
         with tf_xla_calls.batch():
             loop()
-        return
+        return None
     if BACKEND == "jax":
         with jax_calls.batch():
             loop()
-        return
+        return None
     loop()
+    return None
 
 
 def adam_betas(beta_1, beta_2):

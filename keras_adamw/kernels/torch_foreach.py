@@ -114,9 +114,12 @@ def update(optimizer, grads, variables, step):
         grads: dense gradients (torch tensors or arrays), one per variable.
         variables: the Keras variables to update.
         step: the `core.step.Step` of this update (0-d float32 tensors).
+
+    Returns:
+        The `Step` with Python floats (`host_step`).
     """
     if not variables:
-        return
+        return host_step(step)
     plan = _plan(optimizer, variables)
     with torch.no_grad():
         step = host_step(step)
@@ -129,6 +132,7 @@ def update(optimizer, grads, variables, step):
         run_groups(optimizer, plan.groups, grads, scalars)
         for i in plan.fallback:
             optimizer.update_step(grads[i], variables[i], None)
+    return step
 
 
 def run_groups(optimizer, groups, grads, scalars):
