@@ -330,11 +330,11 @@ class Keras2Adapter(OptimizerAdapter):
     def _distributed_apply(self, distribution, grads_and_vars, apply_state, name):
         """Every variable update and `iterations += 1`, then the schedule advance.
 
-        Inside XLA, the native custom calls of the updates are emitted together,
-        one per group (`kernels.tf_xla_calls.batch`)."""
-        from keras_adamw.kernels import tf_xla_calls
+        The native updates (ops, or custom calls inside XLA) are emitted
+        together, one per group (`kernels.tf_paths.batch`)."""
+        from keras_adamw.kernels import tf_paths
 
-        with tf_xla_calls.batch() as emitted:
+        with tf_paths.batch() as emitted:
             step = super()._distributed_apply(distribution, grads_and_vars, apply_state, name)
         if emitted:
             step = tf.group(step, *emitted)

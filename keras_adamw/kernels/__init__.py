@@ -84,7 +84,7 @@ bfloat16 AdamW/NadamW on TensorFlow, the fallback of every path | the optimizer'
 tf_fused | tensorflow | both | AdamW without amsgrad and SGDW, no decay (or after an \
 in-place decay pass where nothing below runs) | keras_adamw.kernels.tf_fused
 tf_native | tensorflow | both | CPU float32/float64 outside XLA: decayed AdamW and SGDW, \
-amsgrad, every NadamW | keras_adamw.kernels.tf_native
+amsgrad, every NadamW; one op per group | keras_adamw.kernels.tf_native
 tf_xla_call | tensorflow | both | CPU float32/float64 inside `jit_compile`: every \
 variable, one call per group | keras_adamw.kernels.tf_xla_calls
 tf_compiled | tensorflow | both | where the native kernels do not run (GPU, native off): \

@@ -13,7 +13,7 @@ BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
     import tensorflow as tf  # type: ignore[import-untyped]
 
-    from keras_adamw.kernels import tf_paths, tf_xla_calls
+    from keras_adamw.kernels import tf_paths
 elif BACKEND == "jax":
     from keras_adamw.kernels import jax_calls
 
@@ -79,7 +79,7 @@ def run_step(optimizer, grads, variables, loop):
         if torch_foreach.eager():
             return torch_foreach.update(optimizer, grads, variables, optimizer._step)
     if BACKEND == "tensorflow":
-        with tf_xla_calls.batch():
+        with tf_paths.batch():
             loop()
         return None
     if BACKEND == "jax":

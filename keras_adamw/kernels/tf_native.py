@@ -6,7 +6,8 @@ updated tensor (about 40 bytes per float32 AdamW parameter, against the 28 of
 `ResourceApplyAdam`). The kernels of `update_kernels.h` read theta, the slots and
 the gradient once and write theta and the slots once, with the per-step scalars
 of `keras_adamw.core.rules` computed once per step by the optimizer; they run as
-TensorFlow ops (`update_ops.cc`: this module's `apply`) and, inside
+TensorFlow ops (`update_ops.cc`: this module's `apply`, one op per group of
+variables of a step, `batch`) and, inside
 `jit_compile=True` functions, as XLA custom calls (`xla_calls.cc`,
 `kernels.tf_xla_calls`); `kernels.tf_paths` picks.
 
@@ -22,10 +23,11 @@ variables of float32 and float64.
 import functools
 import subprocess
 
+import numpy as np
 import tensorflow as tf  # type: ignore[import-untyped]
 
 from keras_adamw.kernels import build as native_build
-from keras_adamw.kernels import scalars, tf_xla_calls
+from keras_adamw.kernels import groups, scalars, tf_xla_calls
 from keras_adamw.kernels.build import (  # noqa: F401 (part of this module's interface)
     CACHE_DIR,
     OPTIMIZE,
@@ -96,7 +98,67 @@ _SLOT_INPUTS = {"adamw": ("m", "v", "vhat"), "nadamw": ("m", "v"), "sgdw": ("vel
 _OPTIONAL_SLOTS = ("vhat", "velocity")
 
 
+class _Queued:
+    """One variable's update in a batch and its group key (target, dtype, flags)."""
+
+    def __init__(self, update):
+        self.update = update
+        self.key = (scalars.target(update), update.grad.dtype,
+                    tuple(sorted(scalars.flags(update).items())))
+
+
+_QUEUE = groups.UpdateQueue()
+# `KerasAdamwApplyGroup`'s rule attribute, by `scalars.target` name.
+_GROUP_RULES = {"keras_adamw_adamw": "adamw", "keras_adamw_amsgrad": "amsgrad",
+                "keras_adamw_nadamw": "nadamw", "keras_adamw_sgdw": "sgdw",
+                "keras_adamw_momentum": "momentum"}
+
+
+def batch():
+    """Within: `apply` queues its variables; at the end, one op per (rule, dtype,
+    flags) group updates them all (`KerasAdamwApplyGroup`), their blocks on the
+    thread pool together: a step of many small variables costs one op, not
+    one per variable. Yields the list that receives the emitted ops. Under a
+    `tf.distribute` strategy or nested, each update is emitted at once."""
+    return _QUEUE.batch(_emit, immediate=tf.distribute.has_strategy())
+
+
 def apply(update):
+    """Queues `update` (a `kernels.Update` of resource handles) in an open
+    `batch`, else runs its op. Returns an op to depend on (a no-op when queued:
+    the batch emits the update)."""
+    emitted = _QUEUE.submit(_Queued(update), _emit)
+    return tf.no_op() if emitted is None else emitted
+
+
+def _emit(group):
+    """The op of `group`: the variable's own op for one update, else one
+    `KerasAdamwApplyGroup` with a `[variables, count]` table of scalars."""
+    if len(group) == 1:
+        return apply_one(group[0].update)
+    target, dtype, flags = group[0].key
+    handles = [h for queued in group for h in (queued.update.variable, *queued.update.slots)]
+    return library().keras_adamw_apply_group(
+        tensors=handles, grads=[queued.update.grad for queued in group],
+        scalars=_scalar_table(group, dtype), rule=_GROUP_RULES[target], **dict(flags))
+
+
+def _scalar_table(group, dtype):
+    """Each distinct row of scalars packed and stacked once, then gathered per
+    variable. Variables of one rule share their `VariableScalars` object in a
+    step (the optimizers compute it once per rule and dtype), and one step's
+    updates share their hyperparameters."""
+    rows, index = {}, []
+    for queued in group:
+        key = id(queued.update.scalars)
+        if key not in rows:
+            rows[key] = (len(rows), scalars.pack(queued.update))
+        index.append(rows[key][0])
+    table = tf.stack([tf_xla_calls.scalar_vector(row, dtype) for _, row in rows.values()])
+    return table if len(rows) == len(group) else tf.gather(table, np.asarray(index))
+
+
+def apply_one(update):
     """`update` (a `kernels.Update` of resource handles) in one pass; returns the op.
 
     ```

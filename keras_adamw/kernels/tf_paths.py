@@ -13,6 +13,7 @@ tf_compiled   the XLA-compiled single pass, where allowed
 fallback      the flavour's rule ops after an in-place decay pass
 ```
 """
+import contextlib
 import functools
 from typing import NamedTuple
 
@@ -82,6 +83,17 @@ def apply(path_, update):
         update = update._replace(hyper=update.hyper._replace(
             momentum=tf.cast(update.hyper.momentum, update.grad.dtype)))
     return KERNELS[path_](update)
+
+
+@contextlib.contextmanager
+def batch():
+    """Around a step's per-variable updates: the native updates are queued and
+    emitted at the end, one op or custom call per group (`tf_native.batch`,
+    `tf_xla_calls.batch`). Yields the list that receives the emitted ops."""
+    emitted = []
+    with tf_xla_calls.batch() as xla_calls, tf_native.batch() as native_ops:
+        yield emitted
+    emitted.extend(xla_calls + native_ops)
 
 
 def float32_betas(beta_1, beta_2):

@@ -113,7 +113,7 @@ def batch():
     return _QUEUE.batch(_emit, immediate=tf.distribute.has_strategy())
 
 
-def _scalar_vector(values, dtype):
+def scalar_vector(values, dtype):
     """A variable's scalars: tensors cast, Python numbers rounded once."""
     return tf.stack([tf.cast(x, dtype) if tf.is_tensor(x) else tf.constant(x, dtype)
                      for x in values])
@@ -131,7 +131,7 @@ def _emit(group):
         shapes.append(values[0].shape)
         size = values[0].shape.num_elements()
         operands += [tf.reshape(x, [size]) for x in values] + [tf.reshape(update.grad, [size])]
-    operands.append(tf.stack([_scalar_vector(u.scalars, dtype) for u in group]))
+    operands.append(tf.stack([scalar_vector(u.scalars, dtype) for u in group]))
     sizes = tuple(shape.num_elements() for shape in shapes)
     text = module(target, sizes, _ELEMENT_TYPES[dtype], updated, len(group[0].scalars),
                   attributes)

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -20,6 +22,7 @@
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "group_rules.h"
 #include "update_kernels.h"
 
 namespace tensorflow {
@@ -96,6 +99,22 @@ REGISTER_OP("KerasAdamwApplySgdw")
     .Attr("decay_linear: bool = false")
     .SetShapeFn(ScalarShape)
     .Doc("Keras-convention momentum SGD and decoupled decay in one pass.");
+
+REGISTER_OP("KerasAdamwApplyGroup")
+    .Input("tensors: num_tensors * resource")
+    .Input("grads: num_variables * T")
+    .Input("scalars: T")
+    .Attr("T: {float, double}")
+    .Attr("num_tensors: int >= 1")
+    .Attr("num_variables: int >= 1")
+    .Attr("rule: {'adamw', 'amsgrad', 'nadamw', 'sgdw', 'momentum'}")
+    .Attr("decay_sign: bool = false")
+    .Attr("decay_linear: bool = false")
+    .Attr("nesterov: bool = false")
+    .SetShapeFn(ScalarShape)
+    .Doc("Many variables of one rule in one op: per variable its tensors (variable, "
+         "then slots) in `tensors`, its gradient, its row of the [variables, count] "
+         "`scalars`; their blocks run on the thread pool together.");
 
 // The variables behind the resource inputs, locked for the update (in address
 // order, as TensorFlow's training ops do, so concurrent updates cannot deadlock).
@@ -308,6 +327,80 @@ class SgdWOp : public UpdateOp {
   bool nesterov_;
 };
 
+// Runs the blocks of `jobs` on the calling thread and TensorFlow's pool.
+void RunJobs(OpKernelContext* ctx, const std::vector<keras_adamw::Job>& jobs) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  auto tasks = std::make_shared<keras_adamw::Tasks>(jobs);
+  const int64_t helpers = std::min<int64_t>(workers->NumThreads(), tasks->count()) - 1;
+  for (int64_t i = 0; i < helpers; ++i) workers->Schedule([tasks] { tasks->Run(); });
+  tasks->Run();
+  tasks->Wait();
+}
+
+// KerasAdamwApplyGroup for one rule (group_rules.h): the variables of many
+// updates locked together (in address order), made writable, then updated.
+template <typename Rule, typename T>
+void ApplyGroup(OpKernelContext* ctx, const keras_adamw::Flags& flags) {
+  constexpr int kUpdated = Rule::kUpdated;
+  constexpr int kCount = Rule::template Scalars<T>::kCount;
+  OpInputList grads;
+  OP_REQUIRES_OK(ctx, ctx->input_list("grads", &grads));
+  const int variables = grads.size();
+  OP_REQUIRES(ctx, ctx->num_inputs() == variables * (kUpdated + 1) + 1,
+              errors::InvalidArgument("keras_adamw: expected ", kUpdated,
+                                      " tensors per gradient"));
+  const Tensor& scalars = ctx->input(ctx->num_inputs() - 1);
+  OP_REQUIRES(ctx, scalars.NumElements() == int64_t{variables} * kCount,
+              errors::InvalidArgument("keras_adamw: expected ", kCount,
+                                      " scalars per variable"));
+  std::vector<int> inputs(variables * kUpdated);
+  for (size_t i = 0; i < inputs.size(); ++i) inputs[i] = static_cast<int>(i);
+  LockedVariables locked;
+  OP_REQUIRES_OK(ctx, locked.Acquire(ctx, inputs));
+  std::vector<keras_adamw::Job> jobs;
+  const ParallelFor record = [&jobs](int64_t size, int64_t cycles, const Range& work) {
+    jobs.push_back({size, cycles, work});
+  };
+  for (int k = 0; k < variables; ++k) {
+    T* updated[kUpdated];
+    for (int i = 0; i < kUpdated; ++i) {
+      Tensor* tensor = nullptr;
+      OP_REQUIRES_OK(ctx, locked.Writable(ctx, k * kUpdated + i, Rule::kNames[i],
+                                          grads[k].dtype(), grads[k].shape(), &tensor));
+      updated[i] = Data<T>(tensor);
+    }
+    Rule::template Apply<T>(record, updated, grads[k].flat<T>().data(), grads[k].NumElements(),
+                            scalars.flat<T>().data() + int64_t{k} * kCount, flags);
+  }
+  RunJobs(ctx, jobs);
+}
+
+template <typename T>
+class GroupOp : public OpKernel {
+ public:
+  explicit GroupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("rule", &rule_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("decay_sign", &flags_.sign));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("decay_linear", &flags_.linear));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("nesterov", &flags_.nesterov));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    using keras_adamw::AdamWRule;
+    using keras_adamw::NadamWRule;
+    using keras_adamw::SgdWRule;
+    if (rule_ == "adamw") return ApplyGroup<AdamWRule<false>, T>(ctx, flags_);
+    if (rule_ == "amsgrad") return ApplyGroup<AdamWRule<true>, T>(ctx, flags_);
+    if (rule_ == "nadamw") return ApplyGroup<NadamWRule, T>(ctx, flags_);
+    if (rule_ == "sgdw") return ApplyGroup<SgdWRule<false>, T>(ctx, flags_);
+    ApplyGroup<SgdWRule<true>, T>(ctx, flags_);
+  }
+
+ private:
+  std::string rule_;
+  keras_adamw::Flags flags_;
+};
+
 #define REGISTER_KERNELS(T)                                                              \
   REGISTER_KERNEL_BUILDER(                                                               \
       Name("KerasAdamwApplyAdamw").Device(DEVICE_CPU).TypeConstraint<T>("T"), AdamWOp<T>);  \
@@ -315,7 +408,9 @@ class SgdWOp : public UpdateOp {
       Name("KerasAdamwApplyNadamw").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
       NadamWOp<T>);                                                                      \
   REGISTER_KERNEL_BUILDER(                                                               \
-      Name("KerasAdamwApplySgdw").Device(DEVICE_CPU).TypeConstraint<T>("T"), SgdWOp<T>);
+      Name("KerasAdamwApplySgdw").Device(DEVICE_CPU).TypeConstraint<T>("T"), SgdWOp<T>); \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("KerasAdamwApplyGroup").Device(DEVICE_CPU).TypeConstraint<T>("T"), GroupOp<T>);
 REGISTER_KERNELS(float)
 REGISTER_KERNELS(double)
 #undef REGISTER_KERNELS

@@ -159,3 +159,41 @@ def test_nadamw_matches_oracle(mode, dtype, native_kernels):
     """Every NadamW variable takes one pass: the native op or custom call, or
     `tf_compiled` with `native_kernels=False`."""
     train(CASES["nadamw"], mode, dtype, native_kernels, sparse=mode == "jit", seed=3)
+
+
+@pytest.mark.parametrize("row", ["adamw_amsgrad", "nadamw", "sgdw_momentum"])
+def test_a_step_of_many_native_variables_is_one_group_op(row):
+    """Outside XLA, the native updates of one rule kind, dtype and decay terms are
+    one `KerasAdamwApplyGroup` op (two scalar rows here: one multiplier differs)."""
+    case = CASES[row]
+    shapes = {f"w{i}": (3, 4) for i in range(6)}
+    variables = make_variables(keras.Variable, shapes, "float32")
+    optimizer = case.make(keras_adamw, weight_decay=0.05, lr_multipliers={"w0": 2.0})
+    oracle = oracle_for(case, shapes.values(), weight_decay=0.05,
+                        multipliers=[2.0] + [1.0] * 5, decay_mask=[True] * 6,
+                        float32={"sgdw": FLOAT32_ALL, "adamw": FLOAT32_BETAS}.get(
+                            case.optimizer, ()))
+    step = make_step(optimizer, variables, "function")
+    params = [as_float64(v) for v in variables]
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        dense = [rng.normal(size=shape) for shape in shapes.values()]
+        native = [keras.ops.convert_to_tensor(g, "float32") for g in dense]
+        step(native)
+        params = oracle.step(params, dense)
+    types = [op.type for op in step.get_concrete_function(native).graph.get_operations()]
+    assert [t for t in types if t.startswith("KerasAdamw")] == ["KerasAdamwApplyGroup"]
+    assert_matches_oracle(optimizer, variables, oracle, params, case, what=row)
+
+
+def test_the_group_op_names_a_slot_that_does_not_match():
+    import tensorflow as tf
+
+    from keras_adamw.kernels import tf_native
+
+    theta, m, v = (tf.Variable(tf.zeros(shape)) for shape in [(4,), (5,), (4,)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`m` has dtype float and "
+                                                             r"shape \[5\]"):
+        tf_native.library().keras_adamw_apply_group(
+            tensors=[theta.handle, m.handle, v.handle], grads=[tf.ones(4)],
+            scalars=tf.zeros((1, 8)), rule="adamw")
