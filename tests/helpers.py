@@ -939,3 +939,16 @@ def spy_jax_calls(monkeypatch):
     monkeypatch.setattr(jax_calls, "apply", lambda optimizer, update: _recording(
         calls, lambda u: original(optimizer, u), "jax_call")(update))
     return calls["jax_call"]
+
+
+def assert_missing_compiler_warns(monkeypatch, tmp_path, library, framework):
+    """Without a compiler, building `library` (a cached `library()` of
+    `keras_adamw.kernels`) warns once, naming the fix, and leaves nothing behind."""
+    from keras_adamw.kernels import build as native_build
+
+    monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with pytest.warns(RuntimeWarning, match=rf"native {framework} kernels are not "
+                                            rf"available.*Install a C\+\+ compiler"):
+        assert library.__wrapped__() is None  # the cached library stays
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ from helpers import (
     KERNEL_SHAPES,
     as_float64,
     assert_matches_oracle,
+    assert_missing_compiler_warns,
     make_variables,
     oracle_for,
 )
@@ -121,15 +122,9 @@ def test_small_variables_keep_keras_ops(monkeypatch, calls):
 
 
 def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
-    from keras_adamw.kernels import build as native_build
     from keras_adamw.kernels import jax_calls
 
-    monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
-    monkeypatch.setenv("CXX", "/nonexistent/c++")
-    with pytest.warns(RuntimeWarning, match=r"native JAX kernels are not available.*"
-                                            r"Install a C\+\+ compiler"):
-        assert jax_calls.library.__wrapped__() is None  # the cached library stays
-    assert list(tmp_path.iterdir()) == []
+    assert_missing_compiler_warns(monkeypatch, tmp_path, jax_calls.library, "JAX")
 
 
 def test_unavailable_kernels_leave_keras_ops_with_the_same_numbers(monkeypatch, calls):

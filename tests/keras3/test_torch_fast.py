@@ -14,7 +14,13 @@ import keras
 import numpy as np
 import pytest
 from cases import CASES, case_id, on_path
-from helpers import as_float64, assert_close, assert_slots_match, oracle_for
+from helpers import (
+    as_float64,
+    assert_close,
+    assert_missing_compiler_warns,
+    assert_slots_match,
+    oracle_for,
+)
 
 import keras_adamw
 
@@ -183,15 +189,9 @@ def test_native_off_or_unavailable_takes_torchs_kernels(monkeypatch):
 
 
 def test_without_a_compiler_a_warning_names_the_fix(monkeypatch, tmp_path):
-    from keras_adamw.kernels import build as native_build
     from keras_adamw.kernels import torch_native
 
-    monkeypatch.setenv(native_build.CACHE_DIR, str(tmp_path))
-    monkeypatch.setenv("CXX", "/nonexistent/c++")
-    with pytest.warns(RuntimeWarning, match=r"native torch kernels are not available.*"
-                                            r"Install a C\+\+ compiler"):
-        assert torch_native.library.__wrapped__() is None  # the cached library stays
-    assert list(tmp_path.iterdir()) == []
+    assert_missing_compiler_warns(monkeypatch, tmp_path, torch_native.library, "torch")
 
 
 @pytest.mark.parametrize("case", on_path("torch_foreach", "adamw_amsgrad", "nadamw",
