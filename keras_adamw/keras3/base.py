@@ -155,10 +155,10 @@ class Keras3Adapter(OptimizerAdapter):
         the host (torch's eager path): a few Keras ops less per step."""
         t_cur, eta = self._next_schedule(int(kernels.eager_float(self.t_cur)),
                                          schedule.HostMath)
-        self.assign(self.t_cur, t_cur)
+        kernels.set_scalar(self.t_cur, t_cur)
         if eta is not None:
-            self.assign(self.eta_t, eta)
-        self.assign(self.lr_t, lr_t)
+            kernels.set_scalar(self.eta_t, eta)
+        kernels.set_scalar(self.lr_t, lr_t)
 
     # ---- per variable ----------------------------------------------------------------
 

@@ -8,10 +8,11 @@
 // variables of different multipliers and decays share a call. The blocks of
 // every variable are spread over `threads` threads (the caller and helpers
 // started for the call): many small tensors cost one pass over their bytes,
-// not a fork and join each.
+// not a fork and join each. Built with -fopenmp and loaded into a process where
+// torch has loaded its libgomp.so.1, the parallel region runs on torch's own
+// OpenMP threads.
 
 #include <cstdint>
-#include <thread>
 #include <vector>
 
 #include "group_rules.h"
@@ -19,14 +20,12 @@
 namespace keras_adamw {
 namespace {
 
-// Runs the jobs' blocks on the calling thread and up to `threads - 1` helpers.
+// Runs the jobs' blocks on up to `threads` threads of the OpenMP pool.
 void RunJobs(const std::vector<Job>& jobs, int threads) {
   Tasks tasks(jobs);
-  const int64_t helpers = std::min<int64_t>(threads, tasks.count()) - 1;
-  std::vector<std::thread> started;
-  for (int64_t i = 0; i < helpers; ++i) started.emplace_back([&tasks] { tasks.Run(); });
+  const int team = static_cast<int>(std::min<int64_t>(threads, tasks.count()));
+#pragma omp parallel num_threads(team) if (team > 1)
   tasks.Run();
-  for (std::thread& helper : started) helper.join();
 }
 
 // Records every variable's update: per variable, `Rule::kUpdated` tensors and

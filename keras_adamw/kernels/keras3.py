@@ -107,6 +107,19 @@ def eager_float(variable):
     return float(variable.value)  # a 0-d jax or torch tensor
 
 
+def set_scalar(variable, value):
+    """Writes a Python number into a scalar optimizer variable, eagerly: on torch
+    into its tensor (`fill_`, what Keras's `assign` does after checks that cost
+    more than the write here), elsewhere by `assign`."""
+    if BACKEND == "torch":
+        import torch
+
+        with torch.no_grad():
+            variable.value.fill_(value)
+        return
+    variable.assign(value)
+
+
 def dense_gradient(gradient, dtype):
     """The dense equivalent of a gradient; `IndexedSlices` rows are summed.
 

@@ -7,10 +7,15 @@ tensor, not per byte. Here the updates of `update_kernels.h` (the TensorFlow
 ops and XLA custom calls run the same ones) update every CPU variable of a
 step in place, one pass each, through `host_calls.cc`: one ctypes call per
 (rule kind, dtype) group, each variable with its own scalar row and decay
-flags, its blocks spread over up to `torch.get_num_threads()` threads.
+flags, its blocks spread over up to `torch.get_num_threads()` threads of the
+OpenMP pool torch's own kernels use: the library is built with `-fopenmp` and
+loaded after torch, so it binds to the `libgomp.so.1` torch ships, whose threads
+are still spinning from the backward pass when the step starts (helper threads
+of our own would compete with them for the cores).
 
 The library is compiled on first use into the cache of `keras_adamw.kernels.build`
-(a second or two), without torch's headers. It takes contiguous float32/float64
+(a second or two), without torch's headers (a compiler without OpenMP cannot
+build it: torch's multi-tensor kernels run then). It takes contiguous float32/float64
 CPU tensors, eagerly (not under `torch.compile`); elsewhere (CUDA, float16,
 bfloat16), switched off (`KERAS_ADAMW_NATIVE=0`, `optimizer.native_kernels =
 False`) or without a compiler (one `RuntimeWarning`), torch's multi-tensor
@@ -35,19 +40,13 @@ RULES = {"keras_adamw_adamw": 0, "keras_adamw_amsgrad": 1, "keras_adamw_nadamw":
          "keras_adamw_sgdw": 3, "keras_adamw_momentum": 4}
 DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 # The per-variable flag bits of `host_calls.cc`.
-# Elements of a step per thread of the call: smaller steps run on the calling
-# thread. Right after the backward pass torch's own threads still spin-wait for
-# work, so helper threads started here compete with them for the cores; on the
-# 2-core machine of the benchmarks one thread was as fast up to about 10M
-# elements (benchmarks/README.md).
-ELEMENTS_PER_THREAD = 1 << 22
 FLAG_BITS = {"decay_sign": 1, "decay_linear": 2, "nesterov": 4}
 
 
 def build_command(output):
     """The compiler call that builds the host library into `output`."""
     return (native_build.compiler() + native_build.OPTIMIZE + native_build.NATIVE_ARCH
-            + ["-std=c++17", "-pthread"] + [str(source) for source in SOURCES]
+            + ["-std=c++17", "-fopenmp"] + [str(source) for source in SOURCES]
             + ["-o", str(output)])
 
 
@@ -144,15 +143,9 @@ def run(optimizer, group, grads, step):
     pointers[:, -1] = [grads[i].data_ptr() for i in group.indices]
     status = library()(RULES[group.target], int(group.dtype == torch.float64),
                        len(group.indices), pointers.ctypes.data, group.sizes.ctypes.data,
-                       table.ctypes.data, flags.ctypes.data, threads(group))
+                       table.ctypes.data, flags.ctypes.data, torch.get_num_threads())
     if status:
         raise RuntimeError(f"keras_adamw: the host kernels rejected rule {group.target!r}")
-
-
-def threads(group):
-    """Threads of the group's call: torch's intra-op count, at most one per
-    `ELEMENTS_PER_THREAD` elements."""
-    return int(min(torch.get_num_threads(), 1 + group.sizes.sum() // ELEMENTS_PER_THREAD))
 
 
 def _scalar_rows(optimizer, group, step):

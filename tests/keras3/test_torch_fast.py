@@ -156,7 +156,6 @@ def test_native_call_per_step_and_threads(monkeypatch, threads):
     from keras_adamw.kernels import torch_native
 
     calls = []
-    monkeypatch.setattr(torch_native, "ELEMENTS_PER_THREAD", 1000)  # helpers even here
     library = torch_native.library()
     monkeypatch.setattr(torch_native, "library",
                         lambda: (lambda *args: calls.append((args[2], args[-1])) or library(*args)))
