@@ -92,11 +92,11 @@ what they would take; tf_keras from `xla_min_size` | keras_adamw.kernels.tf_comp
 jax_call | jax | keras3 | CPU float32/float64 of at least 2^16 elements, one call per \
 group | keras_adamw.kernels.jax_calls
 torch_native | torch | keras3 | contiguous CPU float32/float64 variables, one call per \
-step for every rule and size; not under `torch.compile` (`jit_compile=True`) | \
-keras_adamw.kernels.torch_native
+step for every rule and size; not under `torch.compile` (`jit_compile=True`) nor in \
+`stateless_apply` | keras_adamw.kernels.torch_native
 torch_foreach | torch | keras3 | the other variables of a fused dtype on CPU/CUDA (CUDA, \
 float16, bfloat16, native off), one kernel sequence per group; not under \
-`torch.compile` | keras_adamw.kernels.torch_foreach
+`torch.compile` nor in `stateless_apply` | keras_adamw.kernels.torch_foreach
 """
 PATHS = tuple(KernelPath(*(cell.strip() for cell in line.split("|")))
               for line in _TABLE.strip().splitlines())

@@ -8,6 +8,9 @@ variable's `kernels.Update`.
 """
 import keras  # type: ignore[import-untyped]
 from keras import ops  # type: ignore[import-untyped]
+from keras.src.backend.common.stateless_scope import (  # type: ignore[import-untyped]
+    in_stateless_scope,
+)
 
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
@@ -76,7 +79,9 @@ def run_step(optimizer, grads, variables, loop):
     if BACKEND == "torch" and optimizer._settings.effective_lr_bounds is None:
         from keras_adamw.kernels import torch_foreach
 
-        if torch_foreach.eager():
+        # In `stateless_apply` the variables' values are the scope's, and the
+        # update must return new values: the reference ops do that.
+        if torch_foreach.eager() and not in_stateless_scope():
             return torch_foreach.update(optimizer, grads, variables, optimizer._step)
     if BACKEND == "tensorflow":
         with tf_paths.batch():

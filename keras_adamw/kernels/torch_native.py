@@ -90,6 +90,7 @@ class HostGroup:
         indices: their positions in the list of variables (and gradients).
         rules: the distinct `core.matching.VariableRule`s of the variables.
         row_index: per variable, its rule's position in `rules`.
+        tensors: the tensors whose addresses `pointers` holds.
         pointers: `[variables, tensors]` addresses: the variable, its slots,
             then its gradient (filled per step).
         sizes: elements per variable.
@@ -101,6 +102,7 @@ class HostGroup:
     indices: list = dataclasses.field(default_factory=list)
     rules: list = dataclasses.field(default_factory=list)
     row_index: list = dataclasses.field(default_factory=list)
+    tensors: list = dataclasses.field(default_factory=list)
     pointers: list = dataclasses.field(default_factory=list)
     sizes: list = dataclasses.field(default_factory=list)
 
@@ -111,6 +113,7 @@ class HostGroup:
             self.rules.append(rule)
         self.indices.append(index)
         self.row_index.append(self.rules.index(rule))
+        self.tensors.extend(tensors)  # alive as long as their addresses are used
         self.pointers.append([t.data_ptr() for t in tensors] + [0])
         self.sizes.append(tensors[0].numel())
 

@@ -260,3 +260,29 @@ def test_axpby(a, b, dtype):
     torch_foreach.axpby_(x, y, a, b)
     torch.testing.assert_close(x[0].double(), expected, rtol=0,
                                atol=2 * torch.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("case", EACH, ids=case_id)
+def test_stateless_apply_returns_the_update_and_leaves_the_variables(case):
+    """`stateless_apply` (after stateful steps built a plan) returns what `apply`
+    does and writes neither the variables nor the values passed in."""
+    variables, twins = make_variables(), make_variables()
+    stateful, _ = make_pair(case, twins, path="torch_native")
+    stateless, _ = make_pair(case, variables, path="torch_native")
+    grads = [torch.full(v.shape, 0.5) for v in variables]
+    for optimizer, targets in [(stateful, twins), (stateless, variables)]:
+        optimizer.apply(grads, targets)
+    before = [as_float64(v) for v in variables]
+    values = [v.value.clone() for v in variables]
+    passed = [value.clone() for value in values]
+    new_values, new_state = stateless.stateless_apply(
+        [v.value.clone() for v in stateless.variables], grads, values)
+    stateful.apply(grads, twins)
+    for variable, expected in zip(variables, before):
+        np.testing.assert_array_equal(as_float64(variable), expected)
+    for value, copy in zip(values, passed):
+        assert torch.equal(value, copy)
+    for value, twin in zip(new_values, twins):
+        np.testing.assert_allclose(as_float64(value), as_float64(twin), rtol=1e-6, atol=1e-7)
+    for value, twin in zip(new_state, stateful.variables):
+        np.testing.assert_allclose(as_float64(value), as_float64(twin), rtol=1e-6, atol=1e-7)
