@@ -3,7 +3,9 @@
 `kernels.keras3.run_step` calls `update` once per applied update, after the
 adapter computed the per-step scalars (`core.step.Step`). The numbers are those of
 DESIGN.md section 4 (the `update_step` of each optimizer); only the kernels
-differ: torch's fused multi-tensor kernels (`torch._fused_adamw_`,
+differ. Contiguous float32/float64 CPU variables go to the native host call
+(`kernels.torch_native`, one call per rule kind); the others here, to torch's
+fused multi-tensor kernels (`torch._fused_adamw_`,
 `torch._fused_sgd_`) and `torch._foreach_*` ops, one call per group of
 variables that share dtype, device and `VariableRule` (multiplier and decay).
 
