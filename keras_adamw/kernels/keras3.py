@@ -18,6 +18,8 @@ if BACKEND == "tensorflow":
 
     from keras_adamw.kernels import tf_paths
 elif BACKEND == "jax":
+    from jax.experimental import sparse as jax_sparse  # type: ignore[import-untyped]
+
     from keras_adamw.kernels import jax_calls
 
 
@@ -126,11 +128,16 @@ def set_scalar(variable, value):
 
 
 def dense_gradient(gradient, dtype):
-    """The dense equivalent of a gradient; `IndexedSlices` rows are summed.
+    """The dense equivalent of a gradient: `IndexedSlices` rows are summed, JAX
+    `BCOO` and torch sparse tensors made dense.
 
     DESIGN.md section 4: sparse gradients give the numbers of the dense one, so
     repeated rows are summed first and absent rows still decay their moments.
     """
     if BACKEND == "tensorflow" and isinstance(gradient, tf.IndexedSlices):
         gradient = tf.convert_to_tensor(gradient)
+    elif BACKEND == "jax" and isinstance(gradient, jax_sparse.JAXSparse):
+        gradient = gradient.todense()  # BCOO: what Keras's JAX backend gives
+    elif BACKEND == "torch" and getattr(gradient, "is_sparse", False):
+        gradient = gradient.to_dense()
     return ops.cast(gradient, dtype)
