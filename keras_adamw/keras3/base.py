@@ -129,10 +129,8 @@ class Keras3Adapter(OptimizerAdapter):
         host_step = kernels.run_step(self, grads, trainable_variables,
                                      lambda: self._keras_update_loop(
                                          grads, trainable_variables, learning_rate))
-        if host_step is None:
-            self._advance_schedule(self._step.lr_t)
-        else:
-            self._advance_schedule_on_host(host_step.lr_t)
+        lr_t = self._step.lr_t if host_step is None else host_step.lr_t
+        self._advance_schedule(lr_t, on_host=host_step is not None)
 
     def _keras_update_loop(self, grads, trainable_variables, learning_rate):
         super()._backend_update_step(grads, trainable_variables, learning_rate)
@@ -143,22 +141,20 @@ class Keras3Adapter(OptimizerAdapter):
     def _kernel_betas(self):
         return kernels.adam_betas(self.beta_1, self.beta_2)
 
-    def _advance_schedule(self, lr_t):
-        t_cur, eta = self._next_schedule(ops.convert_to_tensor(self.t_cur))
-        self.assign(self.t_cur, t_cur)
+    def _advance_schedule(self, lr_t, on_host=False):
+        """`t_cur`, `eta_t`, `lr_t` after the update. `on_host`: in Python numbers,
+        where the step's scalars are on the host already (torch's eager path), a
+        few Keras ops less per step."""
+        if on_host:
+            t_cur, xp = int(kernels.eager_float(self.t_cur)), schedule.HostMath
+            write = kernels.set_scalar
+        else:
+            t_cur, xp, write = ops.convert_to_tensor(self.t_cur), None, self.assign
+        t_cur, eta = self._next_schedule(t_cur, xp)
+        write(self.t_cur, t_cur)
         if eta is not None:
-            self.assign(self.eta_t, eta)
-        self.assign(self.lr_t, lr_t)
-
-    def _advance_schedule_on_host(self, lr_t):
-        """`_advance_schedule` in Python numbers, where the step's scalars are on
-        the host (torch's eager path): a few Keras ops less per step."""
-        t_cur, eta = self._next_schedule(int(kernels.eager_float(self.t_cur)),
-                                         schedule.HostMath)
-        kernels.set_scalar(self.t_cur, t_cur)
-        if eta is not None:
-            kernels.set_scalar(self.eta_t, eta)
-        kernels.set_scalar(self.lr_t, lr_t)
+            write(self.eta_t, eta)
+        write(self.lr_t, lr_t)
 
     # ---- per variable ----------------------------------------------------------------
 

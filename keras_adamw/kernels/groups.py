@@ -46,3 +46,17 @@ class UpdateQueue:
             return emit([update])
         updates.append(update)
         return None
+
+
+def distinct(items, key):
+    """`(firsts, index)`: the first item of each distinct `key(item)`, in order,
+    and per item the position of its key in `firsts` (a group's scalar table
+    stacks each distinct row once, then gathers it per variable)."""
+    positions, firsts, index = {}, [], []
+    for item in items:
+        k = key(item)
+        if k not in positions:
+            positions[k] = len(firsts)
+            firsts.append(item)
+        index.append(positions[k])
+    return firsts, index

@@ -132,13 +132,11 @@ def _emit(group):
 def _scalar_table(group, dtype):
     """The scalars `[variables, count]`: each distinct row (variables of one rule
     share their scalars) stacked once, then gathered per variable."""
-    rows, index = {}, []
-    for update in group:
-        key = tuple(id(x) if isinstance(x, jax.Array) else x for x in update.scalars)
-        index.append(rows.setdefault(key, (len(rows), update.scalars))[0])
-    table = jnp.stack([jnp.stack([jnp.asarray(x, dtype) for x in row])
-                       for _, row in rows.values()])
-    return table if len(rows) == len(group) else table[np.asarray(index)]
+    firsts, index = groups.distinct(group, lambda update: tuple(
+        id(x) if isinstance(x, jax.Array) else x for x in update.scalars))
+    table = jnp.stack([jnp.stack([jnp.asarray(x, dtype) for x in update.scalars])
+                       for update in firsts])
+    return table if len(firsts) == len(group) else table[np.asarray(index)]
 
 
 def apply(optimizer, update):

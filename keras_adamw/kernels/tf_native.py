@@ -148,14 +148,10 @@ def _scalar_table(group, dtype):
     variable. Variables of one rule share their `VariableScalars` object in a
     step (the optimizers compute it once per rule and dtype), and one step's
     updates share their hyperparameters."""
-    rows, index = {}, []
-    for queued in group:
-        key = id(queued.update.scalars)
-        if key not in rows:
-            rows[key] = (len(rows), scalars.pack(queued.update))
-        index.append(rows[key][0])
-    table = tf.stack([tf_xla_calls.scalar_vector(row, dtype) for _, row in rows.values()])
-    return table if len(rows) == len(group) else tf.gather(table, np.asarray(index))
+    firsts, index = groups.distinct(group, lambda queued: id(queued.update.scalars))
+    table = tf.stack([tf_xla_calls.scalar_vector(scalars.pack(queued.update), dtype)
+                      for queued in firsts])
+    return table if len(firsts) == len(group) else tf.gather(table, np.asarray(index))
 
 
 def apply_one(update):

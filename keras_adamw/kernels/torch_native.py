@@ -94,6 +94,8 @@ class HostGroup:
         pointers: `[variables, tensors]` addresses: the variable, its slots,
             then its gradient (filled per step).
         sizes: elements per variable.
+        flags: per variable, its decay and Nesterov flag bits (fixed by its
+            rule; set at the first call).
     """
 
     target: str
@@ -105,6 +107,7 @@ class HostGroup:
     tensors: list = dataclasses.field(default_factory=list)
     pointers: list = dataclasses.field(default_factory=list)
     sizes: list = dataclasses.field(default_factory=list)
+    flags: object = None
 
     def add(self, index, rule, tensors):
         """Adds the variable at `index` (its tensors: variable, then slots;
@@ -154,12 +157,13 @@ def run(optimizer, group, grads, step):
 def _scalar_rows(optimizer, group, step):
     """The `[variables, count]` scalars in the group's dtype and the flag bytes:
     one row per distinct rule (`scalars.pack`), gathered per variable."""
-    rows, flags = [], []
-    for rule in group.rules:
-        update = Update(optimizer._kind, None, group.slots, None,
-                        variable_scalars(step, rule, float), optimizer._step_hyper)
-        rows.append(kernel_scalars.pack(update))
-        flags.append(sum(bit for name, bit in FLAG_BITS.items()
-                         if kernel_scalars.flags(update)[name]))
-    table = np.array(rows, DTYPES[group.dtype])[group.row_index]
-    return table, np.array(flags, np.uint8)[group.row_index]
+    updates = [Update(optimizer._kind, None, group.slots, None,
+                      variable_scalars(step, rule, float), optimizer._step_hyper)
+               for rule in group.rules]
+    if group.flags is None:
+        group.flags = np.array([sum(bit for name, bit in FLAG_BITS.items()
+                                    if kernel_scalars.flags(update)[name])
+                                for update in updates], np.uint8)[group.row_index]
+    table = np.array([kernel_scalars.pack(update) for update in updates],
+                     DTYPES[group.dtype])[group.row_index]
+    return table, group.flags
