@@ -17,6 +17,8 @@ EXTRAS = {
     # TensorFlow 2.12-2.15, where `tf.keras` is the keras 2.x package (Keras 2 flavour).
     "tf2": ["tensorflow>=2.12,<2.16"],
     "plot": ["matplotlib>=3.5"],
+    # keras-hub's models (BERT, GPT-2, Gemma, ...): docs/examples/keras_hub_finetuning.py.
+    "hub": ["keras-hub>=0.21"],
     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
              "scikit-learn>=1.3", "matplotlib>=3.5"],
 }
@@ -26,7 +28,8 @@ EXTRAS = {
 EXTRAS["test"] = sorted(set(
     ["pytest>=7", "pytest-cov", "ruff==0.17.6", "mypy>=1.10", "hypothesis>=6", "optax",
      "build>=1", "twine>=5", "setuptools>=70.1", "PyYAML>=6"]
-    + EXTRAS["tensorflow"] + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["docs"]))
+    + EXTRAS["tensorflow"] + EXTRAS["jax"] + EXTRAS["legacy"] + EXTRAS["docs"]
+    + EXTRAS["hub"]))
 
 setup(
     name="keras-adamw",

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -322,6 +323,96 @@ def model_builders(keras):
         return keras.Model(inputs, dense_layers(keras)[1](inner(inputs)), name="outer")
 
     return {"sequential": sequential, "functional": functional, "nested": nested}
+
+
+def layerwise_models(keras):
+    """`{kind: (model, {layer name: multiplier})}`: what `layerwise_lr_decay_from_model`
+    must give every trainable variable of each layer at `decay=0.5`, written from the
+    depth rules of docs/pages/layerwise.md.
+
+    - `nested`: a Functional model over a nested Sequential backbone, no blocks: one
+      depth per layer, through the backbone;
+    - `encoder`: a Functional encoder whose blocks are several layers each
+      (`encoder_{i}_ffn`, `encoder_{i}_norm`): embeddings, block 0, block 1, head;
+    - `stack_layer`: a custom layer holding `layer_0 ... layer_2` inside a
+      Functional model: opened up, one depth per block;
+    - `subclassed`: a subclassed model with a list of `block_{i}` and a head.
+    """
+    keras.utils.set_random_seed(0)
+    dense = keras.layers.Dense
+
+    def nested():
+        backbone = keras.Sequential([keras.Input((4,)), dense(3, name="bottom"),
+                                     dense(3, name="middle")], name="backbone")
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, dense(1, name="top")(backbone(inputs)))
+
+    def encoder():
+        tokens = keras.Input((3,), dtype="int32")
+        x = keras.layers.Embedding(10, 4, name="embeddings")(tokens)
+        x = keras.layers.LayerNormalization(name="embeddings_norm")(x)
+        for i in range(2):
+            x = keras.layers.LayerNormalization(name=f"encoder_{i}_norm")(
+                x + dense(4, name=f"encoder_{i}_ffn")(x))
+        return keras.Model(tokens, dense(2, name="head")(keras.layers.Flatten()(x)))
+
+    class Stack(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.blocks = [dense(4, name=f"layer_{i}") for i in range(3)]
+
+        def call(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    def stack_layer():
+        inputs = keras.Input((4,))
+        x = Stack(name="stack")(dense(4, name="stem")(inputs))
+        return keras.Model(inputs, dense(1, name="head")(x))
+
+    class Subclassed(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.embed = dense(4, name="embed")
+            self.blocks = [dense(4, name=f"block_{i}") for i in range(2)]
+            self.head = dense(1, name="head")
+
+        def call(self, x):
+            x = self.embed(x)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x)
+
+    def subclassed():
+        model = Subclassed()
+        model(np.zeros((1, 4), "float32"))
+        return model
+
+    return {
+        "nested": (nested(), {"bottom": 0.25, "middle": 0.5, "top": 1.0}),
+        "encoder": (encoder(), {"embeddings": 0.125, "embeddings_norm": 0.125,
+                                "encoder_0_ffn": 0.25, "encoder_0_norm": 0.25,
+                                "encoder_1_ffn": 0.5, "encoder_1_norm": 0.5, "head": 1.0}),
+        "stack_layer": (stack_layer(), {"stem": 0.0625, "layer_0": 0.125, "layer_1": 0.25,
+                                        "layer_2": 0.5, "head": 1.0}),
+        "subclassed": (subclassed(), {"embed": 0.125, "block_0": 0.25, "block_1": 0.5,
+                                      "head": 1.0}),
+    }
+
+
+def check_layerwise_depths(model, expected, rates, variable_path):
+    """Every trainable variable of each expected layer has its multiplier in `rates`
+    (`{exact-path regex: decay_rate}`), and `rates` has no other key."""
+    layers = {layer.name: layer for layer in model._flatten_layers(include_self=False)}
+    keys = set()
+    for name, multiplier in expected.items():
+        assert layers[name].trainable_variables, name
+        for variable in layers[name].trainable_variables:
+            key = f"^{re.escape(variable_path(variable))}$"
+            assert round(1.0 - rates[key], 12) == multiplier, (name, key)
+            keys.add(key)
+    assert keys == set(rates)
 
 
 def subclassed_model_class(keras, base_config=False):

@@ -44,7 +44,7 @@ PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in DOCS.rglob("*.m
 DOC_PAGES = ("index.md", "quickstart.md", "algorithms.md", "decay.md", "restarts.md",
              "matching.md", "layerwise.md", "effective_lr.md", "distributed.md", "speed.md",
              "migration.md", "migration_adam_lr_decay.md", "migration_tfa.md",
-             "migration_bert.md", "api.md", "reference.md", "changelog.md")
+             "migration_bert.md", "migration_keras.md", "api.md", "reference.md", "changelog.md")
 BACKEND_MARKERS = ("tensorflow", "jax", "torch")
 MARKERS = ("skip", "tf_keras", "signature") + BACKEND_MARKERS
 sys.path.insert(0, str(ROOT / "tests"))

@@ -18,6 +18,7 @@ EXPECTED = {
     "bert_finetuning.py": "per-layer effective learning rates and lr_t logged",
     "jax_backend.py": "custom loop:",
     "keras2_flavour.py": "identical weights",
+    "keras_hub_finetuning.py": "resumed run equals the uninterrupted one",
     "torch_backend.py": "torch loop:",
 }
 

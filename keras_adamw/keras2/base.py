@@ -322,8 +322,17 @@ class Keras2Adapter(OptimizerAdapter):
         return self._resource_apply_sparse(grad, handle, indices, **kwargs)
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+        s = self._scalars(var, apply_state)[0]
+        if self._rows_only(s):  # repeated rows add up in the scatter, as in the sum
+            return tf.raw_ops.ResourceScatterAdd(resource=var.handle, indices=indices,
+                                                 updates=-s.eta_lr * grad)
         dense = tf.math.unsorted_segment_sum(grad, indices, tf.shape(var)[0])
         return self._resource_apply_dense(dense, var, apply_state=apply_state)
+
+    def _rows_only(self, scalars):
+        """Whether the update touches only a sparse gradient's rows (SGDW without
+        momentum and decay; its `eta_lr` is then the whole step)."""
+        return False
 
     # ---- once per step -----------------------------------------------------------
 

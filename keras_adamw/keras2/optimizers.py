@@ -176,6 +176,10 @@ class SGDW(SGDWFront, Keras2Adapter, optimizer_v2.OptimizerV2):
         rate = rules.clip_rate(scalars.eta_lr, scalars.bounds, TF_MATH)
         return scalars._replace(eta_lr=rate, step_size=rate, bounds=None)
 
+    def _rows_only(self, scalars):
+        # theta - eta lr_v g changes only g's rows when nothing else moves theta.
+        return self._initial_momentum <= 0 and not scalars.decayed
+
     def _effective_rate(self, var, step_size, iterations):
         return tf.broadcast_to(step_size, var.shape)
 

@@ -126,6 +126,7 @@ class Keras3Adapter(OptimizerAdapter):
         self._step = self._make_step(ops.cast(learning_rate, "float32"), iterations)
         self._scalars_cache = {}
         self._step_hyper = self._kernel_hyper()  # what every kernel call of the step takes
+        grads, trainable_variables = self._update_sparse_rows(grads, trainable_variables)
         host_step = kernels.run_step(self, grads, trainable_variables,
                                      lambda: self._keras_update_loop(
                                          grads, trainable_variables, learning_rate))
@@ -158,14 +159,37 @@ class Keras3Adapter(OptimizerAdapter):
 
     # ---- per variable ----------------------------------------------------------------
 
-    def _variable_context(self, gradient, variable):
-        """Dense gradient, the variable's `VariableScalars` and its index."""
+    def _variable_scalars(self, variable):
+        """The variable's `VariableScalars` and its index."""
         index = self._get_variable_index(variable)
         key = (self._rules[index], str(variable.dtype))
         if key not in self._scalars_cache:  # once per step per (rule, dtype)
             self._scalars_cache[key] = variable_scalars(
                 self._step, key[0], lambda x: ops.cast(x, variable.dtype))
-        return kernels.dense_gradient(gradient, variable.dtype), self._scalars_cache[key], index
+        return self._scalars_cache[key], index
+
+    def _variable_context(self, gradient, variable):
+        """Dense gradient, the variable's `VariableScalars` and its index."""
+        scalars, index = self._variable_scalars(variable)
+        return kernels.dense_gradient(gradient, variable.dtype), scalars, index
+
+    def _rows_only(self, variable):
+        """Whether the update of `variable` touches only a sparse gradient's rows
+        (SGDW without momentum and decay, which also gives `_sgd_scalars`)."""
+        return False
+
+    def _update_sparse_rows(self, grads, variables):
+        """Applies the sparse gradients whose update touches only their rows (plain
+        SGD, no decay: `_rows_only`) to those rows, as Keras's SGD does; returns the
+        other pairs, for the step's kernels."""
+        rest = []
+        for grad, variable in zip(grads, variables):
+            if kernels.is_sparse(grad) and self._rows_only(variable):
+                kernels.subtract_sparse(self, variable, grad,
+                                        self._sgd_scalars(variable)[0].step_size)
+            else:
+                rest.append((grad, variable))
+        return [grad for grad, _ in rest], [variable for _, variable in rest]
 
     def _kernel_hyper(self):
         if self._kind == "sgdw":

@@ -12,6 +12,7 @@ from keras import ops  # type: ignore[import-untyped]
 from keras_adamw.adapter.api import AdamWFront, NadamWFront, SGDWFront, document
 from keras_adamw.core import rules
 from keras_adamw.keras3.base import ATTRIBUTES, WORDS, Keras3Adapter
+from keras_adamw.kernels import keras3 as kernels
 
 register = keras.saving.register_keras_serializable(package="keras_adamw")
 
@@ -110,17 +111,26 @@ class SGDW(SGDWFront, Keras3Adapter, keras.optimizers.SGD):
     def _slot_variables(self, index):
         return () if self.momentum == 0 else (self.momentums[index],)
 
-    def update_step(self, gradient, variable, learning_rate):
-        grad, s, index = self._variable_context(gradient, variable)
-        # SGD's per-element rate is the scalar step: bounds clip it, for every path.
+    def _rows_only(self, variable):
+        # theta - step * g changes only g's rows when nothing else moves theta.
+        return self.momentum == 0 and not self._variable_rule(variable).has_decay
+
+    def _sgd_scalars(self, variable):
+        """`VariableScalars` with the step clipped by the bounds (SGD's per-element
+        rate is the scalar step: bounds clip it, for every path), and the index."""
+        s, index = self._variable_scalars(variable)
         step_size = rules.clip_rate(s.step_size, s.bounds, ops)
-        s = s._replace(step_size=step_size, eta_lr=step_size, bounds=None)
+        return s._replace(step_size=step_size, eta_lr=step_size, bounds=None), index
+
+    def update_step(self, gradient, variable, learning_rate):
+        s, index = self._sgd_scalars(variable)
+        grad = kernels.dense_gradient(gradient, variable.dtype)
         if self._kernel_update(index, variable, grad, s):
             return
         velocity = self._slot_variables(index)
         theta, = _tensors(variable)
         new_velocity, delta = rules.sgd_step(
-            ops.convert_to_tensor(velocity[0]) if velocity else None, grad, step_size,
+            ops.convert_to_tensor(velocity[0]) if velocity else None, grad, s.step_size,
             self.momentum, self.nesterov)
         if velocity:
             self.assign(velocity[0], new_velocity)

@@ -127,6 +127,35 @@ def set_scalar(variable, value):
     variable.assign(value)
 
 
+def is_sparse(gradient):
+    """Whether `gradient` is the backend's sparse type (`IndexedSlices`, JAX
+    sparse arrays, torch sparse tensors)."""
+    if BACKEND == "tensorflow":
+        return isinstance(gradient, tf.IndexedSlices)
+    if BACKEND == "jax":
+        return isinstance(gradient, jax_sparse.JAXSparse)
+    return getattr(gradient, "layout", None) not in (None, _torch_strided())
+
+
+def _torch_strided():
+    import torch
+
+    return torch.strided
+
+
+def subtract_sparse(optimizer, variable, gradient, scale):
+    """`variable -= scale * gradient` on the gradient's entries only (repeated rows
+    add up, as in the dense sum): a scatter on TensorFlow (Keras's `assign_sub`
+    of `IndexedSlices`), Keras's sparse ops on JAX, torch's sparse `add_`."""
+    if BACKEND == "torch":
+        import torch
+
+        with torch.no_grad():
+            variable.value.add_(gradient.to(variable.value.dtype) * -scale)
+        return
+    optimizer.assign_sub(variable, ops.multiply(ops.cast(gradient, variable.dtype), scale))
+
+
 def dense_gradient(gradient, dtype):
     """The dense equivalent of a gradient: `IndexedSlices` rows are summed, JAX
     `BCOO` and torch sparse tensors made dense.

@@ -4,9 +4,15 @@ Same checks as tests/keras3/test_layerwise.py, against the float64 oracle.
 """
 import pytest
 from cases import CASES
-from helpers import FLOAT32_ALL, check_against_oracle
+from helpers import (
+    FLOAT32_ALL,
+    check_against_oracle,
+    check_layerwise_depths,
+    layerwise_models,
+)
 
-from keras_adamw import keras2
+from keras_adamw import keras2, layerwise_lr_decay_from_model
+from keras_adamw.core import matching
 from keras_adamw.keras2.framework import (
     keras2 as tf_keras,  # tf_keras, or keras 2.x on TF < 2.16
 )
@@ -62,3 +68,12 @@ def test_layerwise_lr_decay_argument_composes_with_multipliers():
                      layerwise_lr_decay={"dense": 0.5})
     run_against_oracle(optimizer, model, "adamw", multipliers=[0.5, 0.5, 1.0, 1.0])
 
+
+
+@pytest.mark.parametrize("kind", ["nested", "encoder", "stack_layer", "subclassed"])
+def test_depth_through_model_structure(kind):
+    """As in Keras 3: nested models, multi-layer blocks, a layer holding blocks, a
+    subclassed model, on tf_keras models."""
+    model, expected = layerwise_models(tf_keras)[kind]
+    rates = layerwise_lr_decay_from_model(model, 0.5)
+    check_layerwise_depths(model, expected, rates, matching.variable_path)

@@ -51,6 +51,10 @@ RUNS = [
     Run("nadamw", "nadamw"),
     Run("nadamw-sparse", "nadamw", sparse=True),
     Run("sgdw", "sgdw"),
+    # Without momentum and decay: the scatter over the gradient's rows only.
+    Run("sgdw-sparse", "sgdw", sparse=True),
+    Run("sgdw-multipliers-cosine-sparse", "sgdw", dict(COSINE, lr_multipliers=MULTIPLIERS),
+        dict(COSINE, multipliers=MULTIPLIERS_ORACLE), sparse=True),
     Run("sgdw-momentum", "sgdw_momentum"),
     Run("sgdw-nesterov", "sgdw_nesterov"),
     Run("sgdw-momentum-sparse", "sgdw_momentum", sparse=True),

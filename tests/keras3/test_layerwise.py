@@ -10,10 +10,11 @@ import warnings
 import keras
 import pytest
 from cases import CASES
-from helpers import check_against_oracle
+from helpers import check_against_oracle, check_layerwise_depths, layerwise_models
 from keras3_helpers import float32_terms
 
 import keras_adamw
+from keras_adamw.core import matching
 
 STEPS = 10
 # The rows of an optimizer name (SGDW with momentum).
@@ -89,6 +90,14 @@ def test_bad_decay_rates_name_the_argument(rates, error):
         keras_adamw.AdamW().apply_layerwise_lr_decay(rates)
     with pytest.raises(error, match="layerwise_lr_decay"):
         keras_adamw.AdamW(layerwise_lr_decay=rates)
+
+
+@pytest.mark.parametrize("kind", ["nested", "encoder", "stack_layer", "subclassed"])
+def test_depth_through_model_structure(kind):
+    """Nested models, multi-layer blocks, a layer holding blocks, a subclassed model."""
+    model, expected = layerwise_models(keras)[kind]
+    rates = keras_adamw.layerwise_lr_decay_from_model(model, 0.5)
+    check_layerwise_depths(model, expected, rates, matching.variable_path)
 
 
 def test_model_layer_order_variant():
