@@ -24,14 +24,18 @@ one applied update, in this order::
     for each variable theta with gradient g:
         lr_v   = lr * multiplier
         theta += kind_increment(g, lr_v, eta, t)         # Adam/Nadam/SGD
-        theta -= eta * s * (l1 * sign(theta0) + l2 * theta0)
-        theta -= eta * lr_v * weight_decay * theta0      # unless masked
+        theta -= eta * c("none") * s * (l1 * sign(theta0) + l2 * theta0)
+        theta -= eta * c("lr") * weight_decay(iterations) * theta0   # unless masked
     t_cur  = 0 if autorestart and t_cur == T - 1 else t_cur + 1
     eta_t  = cosine_eta(t_cur, T, eta_min, eta_max)      # with annealing
     iterations += 1
 
 where ``theta0`` is the variable before this update, ``T`` is
-``total_iterations`` and ``s = sqrt(1 / total_iterations_wd)``.
+``total_iterations``, ``s = sqrt(1 / total_iterations_wd)`` and ``c(default)``
+the decay coupling (``decay_coupling``, else ``default``): ``"lr"`` gives
+``lr_v``, ``"none"`` 1, ``"lr_ratio"`` ``lr_v / lr_peak``, ``"corrected"``
+``lr_v**2 / lr_peak`` (AdamC). ``weight_decay`` may be a schedule of the
+iterations before the update.
 
 The oracle does not model the library's warnings or automatic switch-offs:
 settings that the library would turn off (for example cosine annealing with
@@ -46,6 +50,7 @@ from collections.abc import Callable
 import numpy as np
 
 KINDS = ("adamw", "nadamw", "sgdw")
+COUPLINGS = ("lr", "none", "lr_ratio", "corrected")
 NADAM_DECAY_BASE = 0.96
 
 
@@ -310,6 +315,9 @@ class ReferenceOptimizer:
         t_cur=0,
         learning_rate_fn: Callable | None = None,
         effective_lr_bounds=None,
+        weight_decay_fn: Callable | None = None,
+        decay_coupling=None,
+        lr_peak=None,
     ):
         """Build the oracle.
 
@@ -350,6 +358,14 @@ class ReferenceOptimizer:
                 ``eta lr_v / (sqrt(v/(1-b2^t))+eps)``, SGDW ``eta lr_v``) is
                 clipped to it before the step (AdaBound-style); the decay terms
                 are not clipped. None (default): no clipping.
+            weight_decay_fn: Optional callable ``iterations -> lambda`` that
+                replaces ``weight_decay`` (a schedule of the decay; iterations
+                before the update).
+            decay_coupling: The factor of both decay conventions: ``"lr"``
+                (``lr_v``), ``"none"`` (1), ``"lr_ratio"`` (``lr_v / lr_peak``),
+                ``"corrected"`` (``lr_v**2 / lr_peak``). None: ``"lr"`` for
+                ``weight_decay``, ``"none"`` for ``l1_l2``.
+            lr_peak: The peak learning rate of the two ratios.
 
         Raises:
             ValueError: For an unknown kind or inconsistent settings.
@@ -370,6 +386,14 @@ class ReferenceOptimizer:
         self.multipliers = [float(x) for x in _per_variable("multipliers", multipliers, 1.0, count)]
         self.l1_l2 = _check_l1_l2(_per_variable("l1_l2", l1_l2, (0.0, 0.0), count))
         self.weight_decay = None if weight_decay is None else float(weight_decay)
+        self.weight_decay_fn = weight_decay_fn
+        if decay_coupling not in (None, *COUPLINGS):
+            raise ValueError(f"Argument `decay_coupling` must be one of {COUPLINGS} or None. "
+                             f"Received: decay_coupling={decay_coupling!r}")
+        if decay_coupling in ("lr_ratio", "corrected") and not (lr_peak and lr_peak > 0):
+            raise ValueError(f"Argument `lr_peak` must be > 0. Received: lr_peak={lr_peak!r}")
+        self.decay_coupling = decay_coupling
+        self.lr_peak = None if lr_peak is None else float(lr_peak)
         self.decay_mask = [bool(x) for x in _per_variable("decay_mask", decay_mask, True, count)]
 
         self.total_iterations = int(total_iterations)
@@ -559,12 +583,28 @@ class ReferenceOptimizer:
             rate = np.minimum(rate, upper)
         return rate
 
+    def _coupling(self, default, lr_v) -> float:
+        """The factor of a decay term: ``decay_coupling``, else the convention's
+        ``default`` (``"lr"`` for ``weight_decay``, ``"none"`` for ``l1_l2``)."""
+        coupling = self.decay_coupling or default
+        if coupling == "lr":
+            return lr_v
+        if coupling == "none":
+            return 1.0
+        if coupling == "lr_ratio":
+            return lr_v / self.lr_peak
+        return lr_v * lr_v / self.lr_peak
+
     def _decay(self, i, theta, eta, lr_v) -> np.ndarray:
         """Decoupled decay of variable ``i``, from its value before the update."""
         l1, l2 = self.l1_l2[i]
-        total = eta * self.decay_scale * paper_decay_term(theta, l1, l2)
-        if self.weight_decay is not None and self.decay_mask[i]:
-            total = total + eta * lr_v * self.weight_decay * theta
+        total = (eta * self._coupling("none", lr_v) * self.decay_scale
+                 * paper_decay_term(theta, l1, l2))
+        weight_decay = self.weight_decay
+        if self.weight_decay_fn is not None:
+            weight_decay = float(self.weight_decay_fn(self.iterations))
+        if weight_decay is not None and self.decay_mask[i]:
+            total = total + eta * self._coupling("lr", lr_v) * weight_decay * theta
         return total
 
     def _finish_step(self, t, lr, eta) -> None:

@@ -28,8 +28,12 @@ SHARED_ARGS = """\
         name: optimizer name.
         **kwargs: {framework} arguments ({framework_kwargs}),
             and `lr`, `decay` (legacy inverse-time decay), `weight_decay` (Keras
-            convention lambda), `exclude_from_weight_decay` (regexes of
-            {variable}s), `layerwise_lr_decay`, `effective_lr_bounds`."""
+            convention lambda: a number, a `LearningRateSchedule` or a callable),
+            `exclude_from_weight_decay` (regexes of {variable}s),
+            `decay_coupling` (the decay's factor: "lr" lr_v, "none" 1, "lr_ratio"
+            lr_v / lr_peak, "corrected" lr_v^2 / lr_peak; default "lr" for
+            `weight_decay`, "none" for `weight_decays`), `lr_peak` (default: the
+            learning rate's peak), `layerwise_lr_decay`, `effective_lr_bounds`."""
 
 
 def document(front, flavour_words, attributes=""):
@@ -61,10 +65,11 @@ class AdamWFront:
     m = b1 m + (1 - b1) g
     v = b2 v + (1 - b2) g^2            (amsgrad: vhat = max(vhat, v), used below)
     theta -= eta lr_v sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)
-    theta -= eta (l1_n sign(theta) + l2_n theta)     weight_decays, l_n = l sqrt(1/T_wd)
-    theta -= eta lr_v lambda theta                   weight_decay=lambda
+    theta -= eta c (l1_n sign(theta) + l2_n theta)   weight_decays, l_n = l sqrt(1/T_wd)
+    theta -= eta c lambda(t) theta                   weight_decay=lambda (or a schedule)
     ```
-    (decays from theta before the update). Then `t_cur` advances (restarting at
+    (decays from theta before the update; `c` by `decay_coupling`: `lr_v` for
+    `weight_decay` and 1 for `weight_decays` by default). Then `t_cur` advances (restarting at
     `total_iterations` with `autorestart`) and `eta_t` follows the cosine.
 
     Args:

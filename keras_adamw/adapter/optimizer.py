@@ -15,6 +15,7 @@ Hooks of a flavour adapter:
         `zero_model_penalties(model)`.
     _variable_path(variable), _variable_rule(variable), _rules_resolved().
     _serialize, _deserialize(custom_objects): the framework's (de)serialisers.
+    _schedule_class: the framework's `LearningRateSchedule`.
 """
 from keras_adamw.core import matching, rules, schedule
 from keras_adamw.core.checks import (
@@ -29,6 +30,7 @@ from keras_adamw.core.settings import (
     warn_model_overrides,
     with_exclusions,
     with_layerwise_lr_decay,
+    with_lr_peak,
 )
 from keras_adamw.core.step import Step
 
@@ -56,6 +58,8 @@ class OptimizerAdapter:
         self._init_framework(learning_rate, arguments["name"], kwargs, hyperparameters)
         self._init_settings(arguments["model"], arguments["zero_penalties"], extras,
                             **{k: arguments[k] for k in KERAS_ADAMW_ARGS})
+        self._settings = with_lr_peak(self._settings, learning_rate,
+                                      schedule.peak_learning_rate)
         self._init_state()
 
     def _check_epsilon(self, epsilon):
@@ -111,7 +115,19 @@ class OptimizerAdapter:
         lr_t = eta * (lr if bias_correction is None else lr * bias_correction)
         return Step(lr=lr, eta=eta, lr_t=lr_t, bias_correction=bias_correction, nadam=nadam,
                     bounds=rules.bound_values(self._settings.effective_lr_bounds,
-                                              xp.cast(iterations, "float32")))
+                                              xp.cast(iterations, "float32")),
+                    weight_decay=self._weight_decay_value(iterations))
+
+    def _weight_decay_value(self, iterations):
+        """`lambda(t)` of a scheduled `weight_decay` (float32), read as Keras reads
+        `learning_rate`: a `LearningRateSchedule` of `iterations` (the updates
+        before this one), another callable of nothing; None for a constant."""
+        weight_decay = self._settings.weight_decay
+        if not callable(weight_decay):
+            return None
+        if isinstance(weight_decay, self._schedule_class):
+            return self._math.cast(weight_decay(iterations), "float32")
+        return self._math.cast(weight_decay(), "float32")
 
     def _next_schedule(self, t_cur, xp=None):
         """`(t_cur, eta_t)` after one update; `eta_t` None without annealing.

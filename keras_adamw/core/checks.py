@@ -11,6 +11,8 @@ import pathlib
 import sys
 from collections.abc import Mapping
 
+from keras_adamw.core.rules import DECAY_COUPLINGS
+
 _PACKAGE = str(pathlib.Path(__file__).resolve().parents[1])
 
 
@@ -218,7 +220,7 @@ def check_float_variables(paths, dtypes):
 
 # keras-adamw arguments accepted as keywords by every optimizer of both flavours.
 EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay",
-                "layerwise_lr_decay", "effective_lr_bounds")
+                "layerwise_lr_decay", "effective_lr_bounds", "decay_coupling", "lr_peak")
 
 
 def split_kwargs(cls, learning_rate, kwargs, framework_kwargs):
@@ -246,3 +248,23 @@ def split_kwargs(cls, learning_rate, kwargs, framework_kwargs):
     if "lr" in extras:
         learning_rate = extras.pop("lr")
     return check_learning_rate(learning_rate), extras, kwargs
+
+
+def check_weight_decay(weight_decay):
+    """`weight_decay`: None, a number >= 0, or a schedule or callable, as
+    `learning_rate` takes them (evaluated at every update)."""
+    if weight_decay is None or callable(weight_decay):
+        return weight_decay
+    if not _is_real(weight_decay):
+        raise argument_error("weight_decay", weight_decay,
+                             "a number >= 0, a LearningRateSchedule or a callable",
+                             error=TypeError)
+    return check_number("weight_decay", weight_decay, low=0)
+
+
+def check_decay_coupling(decay_coupling):
+    """None (each convention's default) or one of `rules.DECAY_COUPLINGS`."""
+    if decay_coupling is None or decay_coupling in DECAY_COUPLINGS:
+        return decay_coupling
+    raise argument_error("decay_coupling", decay_coupling,
+                         f"one of {', '.join(map(repr, DECAY_COUPLINGS))} or None")

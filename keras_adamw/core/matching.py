@@ -18,13 +18,20 @@ class VariableRule:
 
     `l1`, `l2` are the paper-convention decays already normalised by
     `sqrt(1/total_iterations_wd)`; `decay_lambda` is the Keras-convention
-    `weight_decay` (0 when excluded or unset).
+    `weight_decay` (0 when excluded or unset; 1 with `decay_scheduled`, the
+    step's schedule value then multiplying it). `keras_coupling`,
+    `paper_coupling`: each convention's `decay_coupling` (`core.rules.
+    coupling_factor`), with `lr_peak` for the ratios.
     """
 
     multiplier: float = 1.0
     l1: float = 0.0
     l2: float = 0.0
     decay_lambda: float = 0.0
+    decay_scheduled: bool = False
+    keras_coupling: str = "lr"
+    paper_coupling: str = "none"
+    lr_peak: float | None = None
 
     @property
     def has_decay(self):
@@ -222,13 +229,18 @@ def resolve_rules(paths, settings):
     warn_unmatched("layerwise_lr_decay", [k for k in settings.layerwise_lr_decay
                                           if k not in used_layerwise], paths)
     scale = settings.decay_scale
+    scheduled = callable(settings.weight_decay)
+    coupling = {"keras_coupling": settings.decay_coupling or "lr",
+                "paper_coupling": settings.decay_coupling or "none",
+                "lr_peak": settings.lr_peak}
     rules = []
     for path, multiplier in zip(paths, multipliers):
         l1, l2 = decays.get(path, (0.0, 0.0))
-        decay_lambda = settings.weight_decay or 0.0
+        decay_lambda = 1.0 if scheduled else settings.weight_decay or 0.0
         if is_excluded(path, excluded):
             decay_lambda = 0.0
-        rules.append(VariableRule(multiplier, l1 * scale, l2 * scale, decay_lambda))
+        rules.append(VariableRule(multiplier, l1 * scale, l2 * scale, decay_lambda,
+                                  scheduled and bool(decay_lambda), **coupling))
     return tuple(rules)
 
 
@@ -238,7 +250,8 @@ def format_table(paths, rules, settings):
     rows = [("variable", "lr mult", "l1", "l2", "l1 norm", "l2 norm", "wd")]
     for path, rule in zip(paths, rules):
         l1, l2 = raw.get(path, (0.0, 0.0))
+        wd = "schedule" if rule.decay_scheduled else f"{rule.decay_lambda:g}"
         rows.append((path, f"{rule.multiplier:g}", f"{l1:g}", f"{l2:g}",
-                     f"{rule.l1:.3g}", f"{rule.l2:.3g}", f"{rule.decay_lambda:g}"))
+                     f"{rule.l1:.3g}", f"{rule.l2:.3g}", wd))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

@@ -34,7 +34,7 @@ def relative_decay(rule, eta_max, learning_rate):
         `c` as a float (0.0 without a linear decay), or None when `rule` has a
         Keras-convention `lambda` and the learning rate is unknown.
     """
-    if rule.decay_lambda and learning_rate is None:
+    if rule.decay_lambda and (learning_rate is None or rule.decay_scheduled):
         return None
     lr = learning_rate or 0.0
     _, c_linear = rules.decay_coefficients(rule, eta_max, lr * rule.multiplier)

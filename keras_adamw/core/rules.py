@@ -113,30 +113,75 @@ def sgd_step(velocity, grad, scaled_lr, momentum, nesterov):
     return velocity, velocity
 
 
-def decay_coefficients(rule, eta, scaled_lr):
+DECAY_COUPLINGS = ("lr", "none", "lr_ratio", "corrected")
+
+
+def coupling_factor(coupling, scaled_lr, lr_peak):
+    """The factor of a decay term under `decay_coupling`.
+
+    ```
+    lr:        lr_v                 (Keras/torch: the decay follows the learning rate)
+    none:      1                    (the paper's and TF Addons': it does not)
+    lr_ratio:  lr_v / lr_peak       (fully decoupled: lr's schedule, not its size)
+    corrected: lr_v^2 / lr_peak     (AdamC, timm's `corrected_weight_decay`)
+    ```
+    """
+    if coupling == "lr":
+        return scaled_lr
+    if coupling == "none":
+        return 1.0
+    ratio = scaled_lr / lr_peak
+    return ratio if coupling == "lr_ratio" else ratio * scaled_lr
+
+
+def decay_coefficients(rule, eta, scaled_lr, weight_decay=None):
     """`(c_sign, c_linear)` of the decoupled decay `c_sign sign(theta) + c_linear theta`.
 
     ```
-    paper:  c_sign = eta l1_n,  c_linear = eta l2_n      (l_n = l sqrt(1/T_wd))
-    keras:  c_linear += eta lr_v lambda
+    paper:  c_sign = eta f_paper l1_n,  c_linear = eta f_paper l2_n   (l_n = l sqrt(1/T_wd))
+    keras:  c_linear += eta f_keras lambda(t)
     ```
+    with `f` the `coupling_factor` of each convention (defaults: `f_paper = 1`,
+    `f_keras = lr_v`) and `lambda(t)` the rule's `decay_lambda`, times the
+    step's scheduled `weight_decay` when it is a schedule.
 
     Args:
         rule: the variable's `core.matching.VariableRule`.
         eta: the annealing multiplier `eta_t`.
         scaled_lr: `lr_v`, the learning rate times the variable's multiplier.
+        weight_decay: the step's `weight_decay` schedule value (`core.step.Step`);
+            required when the rule's decay is scheduled.
 
     Returns:
         The two coefficients; each is `None` when that term is absent.
     """
-    c_sign = eta * rule.l1 if rule.l1 else None
+    paper = None  # the factor 1: the defaults' numbers stay exactly as they were
+    if (rule.l1 or rule.l2) and rule.paper_coupling != "none":
+        paper = coupling_factor(rule.paper_coupling, scaled_lr, rule.lr_peak)
+    c_sign = eta * _times(rule.l1, paper) if rule.l1 else None
     c_linear = None
     if rule.l2 or rule.decay_lambda:
-        linear = rule.l2
+        linear = _times(rule.l2, paper)
         if rule.decay_lambda:
-            linear = linear + rule.decay_lambda * scaled_lr
+            linear = linear + _keras_lambda(rule, weight_decay) * coupling_factor(
+                rule.keras_coupling, scaled_lr, rule.lr_peak)
         c_linear = eta * linear
     return c_sign, c_linear
+
+
+def _times(value, factor):
+    return value if factor is None else factor * value
+
+
+def _keras_lambda(rule, weight_decay):
+    """The Keras-convention `lambda` of this step: the rule's, scaled by the
+    schedule's value where `weight_decay` is a schedule."""
+    if not rule.decay_scheduled:
+        return rule.decay_lambda
+    if weight_decay is None:
+        raise ValueError("A scheduled `weight_decay` needs the step's value: pass "
+                         "`Step.weight_decay` to `decay_coefficients`.")
+    return rule.decay_lambda * weight_decay
 
 
 def decay_term(theta, c_sign, c_linear, xp):

@@ -4,6 +4,7 @@ Pure functions of the counter `t_cur`: the adapters keep `t_cur` and `eta_t` as
 optimizer variables and call these once per applied update.
 """
 import math
+import numbers
 from typing import Any
 
 from keras_adamw.core import checks
@@ -159,3 +160,21 @@ class WarmUpBase:
         if isinstance(config_["schedule"], dict):
             config_["schedule"] = cls._framework.deserialize(config_["schedule"])
         return cls(**config_)
+
+
+def peak_learning_rate(learning_rate):
+    """The largest value of a learning rate, the default `lr_peak`.
+
+    The float itself; a Keras decay schedule's `warmup_target` or else its
+    `initial_learning_rate`; `WarmUp`'s wrapped schedule's peak. None when it
+    cannot be read (a callable, a custom schedule).
+    """
+    if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
+        return float(learning_rate)
+    if isinstance(learning_rate, WarmUpBase):
+        return peak_learning_rate(learning_rate.schedule)
+    for attribute in ("warmup_target", "initial_learning_rate"):
+        value = getattr(learning_rate, attribute, None)
+        if isinstance(value, numbers.Real):
+            return float(value)
+    return None

@@ -9,12 +9,14 @@ import math
 import re
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 from keras_adamw.core.checks import (
     argument_error,
     caller_stacklevel,
     check_bool,
     check_count,
+    check_decay_coupling,
     check_effective_lr_bounds,
     check_eta_range,
     check_layerwise_lr_decay,
@@ -22,6 +24,7 @@ from keras_adamw.core.checks import (
     check_number,
     check_patterns,
     check_t_cur,
+    check_weight_decay,
     check_weight_decays,
 )
 
@@ -40,12 +43,14 @@ class Settings:
     lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
     weight_decays: Mapping[str, tuple[float, float]] = dataclasses.field(
         default_factory=dict)
-    weight_decay: float | None = None
+    weight_decay: Any = None  # None, a float, or a schedule or callable
     exclude_from_weight_decay: tuple[str, ...] = ()
     decay: float = 0.0
     init_verbose: bool = True
     layerwise_lr_decay: Mapping[str, float] = dataclasses.field(default_factory=dict)
     effective_lr_bounds: tuple | None = None
+    decay_coupling: str | None = None
+    lr_peak: float | None = None
 
     @property
     def decay_scale(self):
@@ -71,7 +76,8 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
                   use_cosine_annealing=False, autorestart=None, eta_min=0, eta_max=1,
                   t_cur=0, lr_multipliers=None, weight_decays=None, weight_decay=None,
                   exclude_from_weight_decay=None, decay=0.0, init_verbose=True,
-                  layerwise_lr_decay=None, effective_lr_bounds=None):
+                  layerwise_lr_decay=None, effective_lr_bounds=None, decay_coupling=None,
+                  lr_peak=None):
     """Validates the keras-adamw arguments and returns the effective `Settings`.
 
     keras-adamw 1.x switched cosine annealing off when `total_iterations <= 1`
@@ -93,14 +99,36 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
         use_cosine_annealing=use_cosine_annealing, autorestart=autorestart,
         eta_min=eta_min, eta_max=eta_max, t_cur=check_t_cur(t_cur),
         lr_multipliers=check_multipliers(lr_multipliers), weight_decays=weight_decays,
-        weight_decay=None if weight_decay is None else check_number(
-            "weight_decay", weight_decay, low=0),
+        weight_decay=check_weight_decay(weight_decay),
         exclude_from_weight_decay=check_patterns("exclude_from_weight_decay",
                                                  exclude_from_weight_decay),
         decay=check_number("decay", 0.0 if decay is None else decay, low=0),
         init_verbose=check_bool("init_verbose", init_verbose),
         layerwise_lr_decay=check_layerwise_lr_decay(layerwise_lr_decay),
-        effective_lr_bounds=check_effective_lr_bounds(effective_lr_bounds))
+        effective_lr_bounds=check_effective_lr_bounds(effective_lr_bounds),
+        decay_coupling=check_decay_coupling(decay_coupling),
+        lr_peak=None if lr_peak is None else check_number("lr_peak", lr_peak, low=0,
+                                                          low_open=True))
+
+
+def with_lr_peak(settings, learning_rate, peak_of):
+    """`settings` with `lr_peak` resolved where the coupling needs it.
+
+    `lr_ratio` and `corrected` divide by `lr_peak`: given, else `peak_of(
+    learning_rate)` (the float given, a schedule's `initial_learning_rate`,
+    `WarmUp`'s peak), else a `ValueError` that names `lr_peak`.
+    """
+    if settings.decay_coupling not in ("lr_ratio", "corrected") or settings.lr_peak:
+        return settings
+    peak = peak_of(learning_rate)
+    if peak is None or not peak > 0:
+        raise argument_error(
+            "lr_peak", None, "a number > 0 with "
+            f"decay_coupling={settings.decay_coupling!r}",
+            fix=f"Its default is the learning rate's peak, and learning_rate="
+                f"{learning_rate!r} has none that keras-adamw can read: pass lr_peak=<the "
+                f"largest learning rate of the schedule>")
+    return dataclasses.replace(settings, lr_peak=float(peak))
 
 
 def _annealing(use_cosine_annealing, autorestart, total_iterations):
@@ -202,7 +230,9 @@ def settings_config(settings, serialize):
         "eta_min": settings.eta_min, "eta_max": settings.eta_max, "t_cur": settings.t_cur,
         "lr_multipliers": dict(settings.lr_multipliers),
         "weight_decays": {k: list(v) for k, v in settings.weight_decays.items()},
-        "weight_decay": settings.weight_decay,
+        "weight_decay": serialize(settings.weight_decay) if callable(settings.weight_decay)
+        else settings.weight_decay,
+        "decay_coupling": settings.decay_coupling, "lr_peak": settings.lr_peak,
         "exclude_from_weight_decay": list(settings.exclude_from_weight_decay),
         "decay": settings.decay, "init_verbose": settings.init_verbose,
         "layerwise_lr_decay": dict(settings.layerwise_lr_decay),
@@ -221,6 +251,8 @@ def decode_config(config, deserialize):
     config = dict(config)
     if config.get("weight_decays"):
         config["weight_decays"] = {k: tuple(v) for k, v in config["weight_decays"].items()}
+    if isinstance(config.get("weight_decay"), dict):
+        config["weight_decay"] = deserialize(config["weight_decay"])
     if config.get("effective_lr_bounds") is not None:
         config["effective_lr_bounds"] = tuple(
             deserialize(b) if isinstance(b, dict) else b

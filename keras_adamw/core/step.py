@@ -9,8 +9,9 @@ lr          learning_rate(iterations) x the legacy inverse-time factor
 eta         eta_t before this update (cosine annealing; 1 without)
 eta_lr      eta lr_v = eta lr multiplier(v)
 step_size   eta lr_v bias_correction   (AdamW; eta_lr for NadamW and SGDW)
-c_sign      eta l1_n: the decay term c_sign sign(theta)      (None: no L1)
-c_linear    eta (l2_n + lambda lr_v): the term c_linear theta (None: no L2)
+c_sign      eta f l1_n: the decay term c_sign sign(theta)          (None: no L1)
+c_linear    eta (f l2_n + lambda(t) f_k): the term c_linear theta  (None: no L2)
+            (f, f_k: `rules.coupling_factor`; by default 1 and lr_v)
 ```
 """
 from typing import Any, NamedTuple
@@ -31,6 +32,8 @@ class Step(NamedTuple):
             NadamW and SGDW.
         nadam: `NadamCoefficients` (NadamW), else None.
         bounds: `(lower, upper)` of `effective_lr_bounds` at this step, or None.
+        weight_decay: a scheduled `weight_decay` at this step (`lambda(t)`), or
+            None when it is a constant (held by the rules).
     """
 
     lr: Any
@@ -39,6 +42,7 @@ class Step(NamedTuple):
     bias_correction: Any = None
     nadam: NadamCoefficients | None = None
     bounds: tuple | None = None
+    weight_decay: Any = None
 
 
 class VariableScalars(NamedTuple):
@@ -78,7 +82,7 @@ def variable_scalars(step, rule, cast):
     eta_lr = step.eta * step.lr * rule.multiplier
     step_size = eta_lr if step.bias_correction is None else (
         step.eta * (step.lr * step.bias_correction) * rule.multiplier)
-    c_sign, c_linear = rules.decay_coefficients(rule, step.eta, lr_v)
+    c_sign, c_linear = rules.decay_coefficients(rule, step.eta, lr_v, step.weight_decay)
     return VariableScalars(
         eta_lr=cast(eta_lr), step_size=cast(step_size),
         c_sign=None if c_sign is None else cast(c_sign),

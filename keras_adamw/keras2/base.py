@@ -112,6 +112,7 @@ class Keras2Adapter(OptimizerAdapter):
     _math = TF_MATH
     _variable_path = staticmethod(matching.variable_path)
     _serialize = staticmethod(keras2.utils.serialize_keras_object)
+    _schedule_class = keras2.optimizers.schedules.LearningRateSchedule
 
     def _init_framework(self, learning_rate, name, kwargs, hyperparameters):
         optimizer_v2.OptimizerV2.__init__(self, name, **kwargs)

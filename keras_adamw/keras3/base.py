@@ -55,6 +55,7 @@ class Keras3Adapter(OptimizerAdapter):
     _math = ops
     _variable_path = staticmethod(matching.variable_path)
     _serialize = staticmethod(keras.saving.serialize_keras_object)
+    _schedule_class = keras.optimizers.schedules.LearningRateSchedule
 
     def _init_framework(self, learning_rate, name, kwargs, hyperparameters):
         framework = {k: v for k, v in hyperparameters.items() if k in self._FRAMEWORK_HYPERS}
@@ -132,6 +133,35 @@ class Keras3Adapter(OptimizerAdapter):
                                          grads, trainable_variables, learning_rate))
         lr_t = self._step.lr_t if host_step is None else host_step.lr_t
         self._advance_schedule(lr_t, on_host=host_step is not None)
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        """`use_ema`: the average moves once per applied update.
+
+        ```
+        average = m average + (1 - m) theta     m = ema_momentum; 0 at the first update
+        ```
+
+        Keras moves it at every call; under `gradient_accumulation_steps = k`, k - 1
+        of the k calls apply nothing, so its momentum would be `m**k`. Here the
+        calls that apply nothing leave it alone, except before the first applied
+        update, where it holds the variables (Keras's first call).
+        """
+        steps = self.gradient_accumulation_steps
+        if not steps:
+            super()._update_model_variables_moving_average(trainable_variables)
+            return
+        calls = ops.convert_to_tensor(self._iterations)  # `iterations` counts updates
+        first_cycle = ops.less(calls, steps)  # up to the first applied update
+        moves = ops.logical_or(ops.equal((calls + 1) % steps, 0), first_cycle)
+        for variable, average in zip(trainable_variables,
+                                     self._model_variables_moving_average):
+            if average is None:
+                continue
+            momentum = ops.where(first_cycle, 0.0, self.ema_momentum)
+            momentum = ops.cast(momentum, variable.dtype)
+            value = ops.convert_to_tensor(average)
+            moved = momentum * value + (1 - momentum) * ops.convert_to_tensor(variable)
+            average.assign(ops.where(moves, moved, value))
 
     def _keras_update_loop(self, grads, trainable_variables, learning_rate):
         super()._backend_update_step(grads, trainable_variables, learning_rate)

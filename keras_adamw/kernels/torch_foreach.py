@@ -144,7 +144,7 @@ def run_groups(optimizer, groups, grads, scalars):
         group_grads = [grads[i] for i in group.indices]
         signs = _signs_before_update(group)
         updater(optimizer, group, group_grads, scalars)
-        _apply_sign_decay(group, signs, scalars["eta"])
+        _apply_sign_decay(group, signs, scalars)
 
 
 @contextlib.contextmanager
@@ -168,7 +168,7 @@ def single_threaded(active=True):
 def step_values(kind, step):
     """`{name: float}` of the `core.step.Step` scalars the kind reads: `eta`,
     `lr`, and `alpha = lr bias_correction` (AdamW) or Nadam's coefficients."""
-    values = {"eta": step.eta, "lr": step.lr}
+    values = {"eta": step.eta, "lr": step.lr, "weight_decay": step.weight_decay}
     if kind == "adamw":
         values["alpha"] = step.lr * step.bias_correction
     if kind == "nadamw":
@@ -294,7 +294,8 @@ def fusable(param, slots):
 def linear_coefficient(group, scalars):
     """`c_linear` of the group's decoupled decay this step (0.0 without one)."""
     lr_v = scalars["lr"] * group.rule.multiplier
-    _, c_linear = rules.decay_coefficients(group.rule, scalars["eta"], lr_v)
+    _, c_linear = rules.decay_coefficients(group.rule, scalars["eta"], lr_v,
+                                           scalars["weight_decay"])
     return c_linear or 0.0
 
 
@@ -348,11 +349,13 @@ def _signs_before_update(group):
     return torch._foreach_sign(group.params)
 
 
-def _apply_sign_decay(group, signs, eta):
-    """`theta -= eta l1 sign(theta_before)` (the L1 part of the paper decay)."""
+def _apply_sign_decay(group, signs, scalars):
+    """`theta -= c_sign sign(theta_before)` (the L1 part of the paper decay)."""
     if signs is None:
         return
-    c_sign, _ = rules.decay_coefficients(group.rule, eta, 0.0)
+    lr_v = scalars["lr"] * group.rule.multiplier
+    c_sign, _ = rules.decay_coefficients(group.rule, scalars["eta"], lr_v,
+                                         scalars["weight_decay"])
     torch._foreach_add_(group.params, signs, alpha=-c_sign)
 
 

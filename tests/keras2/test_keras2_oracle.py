@@ -16,6 +16,7 @@ from helpers import assert_matches_oracle
 from keras2_helpers import train_against_oracle
 
 from keras_adamw import keras2
+from keras_adamw.keras2.framework import keras2 as tf_keras
 from keras_adamw.kernels import tf_native as native
 
 STEPS = 50
@@ -42,6 +43,15 @@ KERAS_DECAY_ORACLE = {"weight_decay": 0.1, "decay_mask": [True, False, True]}
 COSINE = {"use_cosine_annealing": True, "total_iterations": 12}
 ALL = dict(lr_multipliers=MULTIPLIERS, weight_decays=PAPER, **COSINE)
 ALL_ORACLE = dict(multipliers=MULTIPLIERS_ORACLE, l1_l2=PAPER_ORACLE, **COSINE)
+RISING = tf_keras.optimizers.schedules.PolynomialDecay(0.04, 10, end_learning_rate=0.4)
+KERAS_DECAY_MASK = {"exclude_from_weight_decay": ["bias"]}
+KERAS_DECAY_ORACLE_MASK = {"decay_mask": [True, False, True]}
+
+
+def oracle_rising(iterations):
+    return (0.04 - 0.4) * (1.0 - min(iterations, 10) / 10) + 0.4
+
+
 MANUAL = {"use_cosine_annealing": True, "total_iterations": 40, "autorestart": False}
 
 RUNS = [
@@ -76,6 +86,23 @@ RUNS = [
     Run("sgdw-nesterov-all-sparse", "sgdw_nesterov", ALL, ALL_ORACLE, sparse=True),
     Run("sgdw-plain-paper-decay", "sgdw", {"weight_decays": PAPER, "total_iterations": 30},
         {"l1_l2": PAPER_ORACLE, "total_iterations": 30}),
+    # docs/pages/decay.md: a decay schedule, and each `decay_coupling`.
+    Run("adamw-decay-schedule", "adamw", {"weight_decay": RISING, **KERAS_DECAY_MASK},
+        {"weight_decay": 0.0, "weight_decay_fn": oracle_rising, **KERAS_DECAY_ORACLE_MASK}),
+    Run("nadamw-coupling-none", "nadamw", {**KERAS_DECAY, "decay_coupling": "none"},
+        {**KERAS_DECAY_ORACLE, "decay_coupling": "none"}),
+    Run("sgdw-momentum-coupling-lr-paper", "sgdw_momentum",
+        {"weight_decays": PAPER, "total_iterations_wd": 30, "decay_coupling": "lr"},
+        {"l1_l2": PAPER_ORACLE, "total_iterations_wd": 30, "decay_coupling": "lr"}),
+    Run("adamw-coupling-lr-ratio", "adamw",
+        {**KERAS_DECAY, "weight_decays": PAPER, "total_iterations_wd": 30,
+         "decay_coupling": "lr_ratio", "lr_multipliers": MULTIPLIERS},
+        {**KERAS_DECAY_ORACLE, "l1_l2": PAPER_ORACLE, "total_iterations_wd": 30,
+         "decay_coupling": "lr_ratio", "lr_peak": CASES["adamw"].learning_rate,
+         "multipliers": MULTIPLIERS_ORACLE}),
+    Run("sgdw-nesterov-coupling-corrected", "sgdw_nesterov",
+        {"weight_decay": 0.5, "decay_coupling": "corrected", "lr_peak": 0.1},
+        {"weight_decay": 0.5, "decay_coupling": "corrected", "lr_peak": 0.1}),
 ]
 
 # The kernel paths of tests/cases.py: (native_kernels, xla_min_size, jit_compile).

@@ -196,6 +196,41 @@ def test_use_ema_keeps_a_moving_average_and_finalizes():
         np.testing.assert_allclose(weight, average, rtol=1e-6)
 
 
+@pytest.mark.parametrize("how", ["apply", "train_on_batch"])
+def test_ema_under_gradient_accumulation_averages_the_applied_updates(how):
+    """With `gradient_accumulation_steps=4` the average is the EMA of the 5
+    applied updates' weights (momentum 0.5, the first one taken as it is); the
+    micro-steps that change nothing leave it alone (Keras's moved it on each:
+    1.85, 1.825, 1.8125, ... instead of staying 1.85)."""
+    model = small_model(keras)
+    optimizer = keras_adamw.AdamW(learning_rate=0.05, use_ema=True, ema_momentum=0.5,
+                                  gradient_accumulation_steps=4, init_verbose=False)
+    weights, averages = [], []
+    x, y = fit_data(20 * 4)
+    if how == "train_on_batch":  # compiled: JAX's stateless apply, tf.function
+        model.compile(optimizer, loss="mse")
+        for batch in range(20):
+            model.train_on_batch(x[4 * batch:4 * batch + 4], y[4 * batch:4 * batch + 4])
+            weights.append(numpy_values(model.trainable_variables))
+            averages.append(numpy_values(optimizer._model_variables_moving_average))
+    else:
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            grads = [keras.ops.convert_to_tensor(rng.normal(size=v.shape), "float32")
+                     for v in model.trainable_variables]
+            optimizer.apply(grads, model.trainable_variables)
+            weights.append(numpy_values(model.trainable_variables))
+            averages.append(numpy_values(optimizer._model_variables_moving_average))
+    expected = None
+    for step, (weight, average) in enumerate(zip(weights, averages)):
+        if step % 4 == 3:  # an applied update
+            expected = weight if expected is None else [
+                0.5 * e + 0.5 * w for e, w in zip(expected, weight)]
+        for got, want in zip(average, weight if expected is None else expected):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=str(step))
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 5  # applied updates
+
+
 def test_learning_rate_callbacks_change_the_step():
     model = small_model(keras)
     optimizer = keras_adamw.SGDW(learning_rate=0.1, init_verbose=False)
