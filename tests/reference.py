@@ -24,8 +24,9 @@ one applied update, in this order::
     for each variable theta with gradient g:
         lr_v   = lr * multiplier
         theta += kind_increment(g, lr_v, eta, t)         # Adam/Nadam/SGD
-        theta -= eta * c("none") * s * (l1 * sign(theta0) + l2 * theta0)
-        theta -= eta * c("lr") * weight_decay(iterations) * theta0   # unless masked
+        d = theta0 - anchor (decay_to="init"), else theta0
+        theta -= eta * c("none") * s * (l1 * sign(d) + l2 * d)
+        theta -= eta * c("lr") * weight_decay(iterations) * d   # unless masked
     t_cur  = 0 if autorestart and t_cur == T - 1 else t_cur + 1
     eta_t  = cosine_eta(t_cur, T, eta_min, eta_max)      # with annealing
     iterations += 1
@@ -318,6 +319,7 @@ class ReferenceOptimizer:
         weight_decay_fn: Callable | None = None,
         decay_coupling=None,
         lr_peak=None,
+        anchors=None,
     ):
         """Build the oracle.
 
@@ -366,6 +368,8 @@ class ReferenceOptimizer:
                 ``"corrected"`` (``lr_v**2 / lr_peak``). None: ``"lr"`` for
                 ``weight_decay``, ``"none"`` for ``l1_l2``.
             lr_peak: The peak learning rate of the two ratios.
+            anchors: Per-variable ``theta_0`` (``decay_to="init"``: the decays act
+                on ``theta - theta_0``) or None (toward zero); default all None.
 
         Raises:
             ValueError: For an unknown kind or inconsistent settings.
@@ -387,6 +391,8 @@ class ReferenceOptimizer:
         self.l1_l2 = _check_l1_l2(_per_variable("l1_l2", l1_l2, (0.0, 0.0), count))
         self.weight_decay = None if weight_decay is None else float(weight_decay)
         self.weight_decay_fn = weight_decay_fn
+        self.anchors = [None if a is None else np.array(a, dtype=np.float64)
+                        for a in _per_variable("anchors", anchors, None, count)]
         if decay_coupling not in (None, *COUPLINGS):
             raise ValueError(f"Argument `decay_coupling` must be one of {COUPLINGS} or None. "
                              f"Received: decay_coupling={decay_coupling!r}")
@@ -598,6 +604,8 @@ class ReferenceOptimizer:
     def _decay(self, i, theta, eta, lr_v) -> np.ndarray:
         """Decoupled decay of variable ``i``, from its value before the update."""
         l1, l2 = self.l1_l2[i]
+        if self.anchors[i] is not None:
+            theta = theta - self.anchors[i]
         total = (eta * self._coupling("none", lr_v) * self.decay_scale
                  * paper_decay_term(theta, l1, l2))
         weight_decay = self.weight_decay

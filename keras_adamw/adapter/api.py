@@ -33,7 +33,9 @@ SHARED_ARGS = """\
             `decay_coupling` (the decay's factor: "lr" lr_v, "none" 1, "lr_ratio"
             lr_v / lr_peak, "corrected" lr_v^2 / lr_peak; default "lr" for
             `weight_decay`, "none" for `weight_decays`), `lr_peak` (default: the
-            learning rate's peak), `layerwise_lr_decay`, `effective_lr_bounds`."""
+            learning rate's peak), `decay_to` ("zero"; "init": the decays act on
+            theta - theta_0, theta_0 the value at build; or {{pattern: target}}),
+            `layerwise_lr_decay`, `effective_lr_bounds`."""
 
 
 def document(front, flavour_words, attributes=""):

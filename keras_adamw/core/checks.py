@@ -220,7 +220,8 @@ def check_float_variables(paths, dtypes):
 
 # keras-adamw arguments accepted as keywords by every optimizer of both flavours.
 EXTRA_KWARGS = ("lr", "decay", "weight_decay", "exclude_from_weight_decay",
-                "layerwise_lr_decay", "effective_lr_bounds", "decay_coupling", "lr_peak")
+                "layerwise_lr_decay", "effective_lr_bounds", "decay_coupling", "lr_peak",
+                "decay_to")
 
 
 def split_kwargs(cls, learning_rate, kwargs, framework_kwargs):
@@ -268,3 +269,21 @@ def check_decay_coupling(decay_coupling):
         return decay_coupling
     raise argument_error("decay_coupling", decay_coupling,
                          f"one of {', '.join(map(repr, DECAY_COUPLINGS))} or None")
+
+
+DECAY_TARGETS = ("zero", "init")
+
+
+def check_decay_to(decay_to):
+    """`"zero"`, `"init"`, or `{pattern: "zero" | "init"}` (patterns as `lr_multipliers`)."""
+    requirement = "'zero', 'init', or a dict {pattern: 'zero' | 'init'}"
+    if isinstance(decay_to, str) and decay_to in DECAY_TARGETS:
+        return decay_to
+    if not isinstance(decay_to, Mapping):
+        raise argument_error("decay_to", decay_to, requirement,
+                             error=ValueError if isinstance(decay_to, str) else TypeError)
+    for key, target in decay_to.items():
+        _check_key("decay_to", key)
+        if target not in DECAY_TARGETS:
+            raise argument_error(f"decay_to[{key!r}]", target, "'zero' or 'init'")
+    return dict(decay_to)

@@ -21,7 +21,8 @@ class VariableRule:
     `weight_decay` (0 when excluded or unset; 1 with `decay_scheduled`, the
     step's schedule value then multiplying it). `keras_coupling`,
     `paper_coupling`: each convention's `decay_coupling` (`core.rules.
-    coupling_factor`), with `lr_peak` for the ratios.
+    coupling_factor`), with `lr_peak` for the ratios. `decay_to_init`: the decays
+    act on `theta - theta_0` (`decay_to="init"`), not on `theta`.
     """
 
     multiplier: float = 1.0
@@ -32,6 +33,7 @@ class VariableRule:
     keras_coupling: str = "lr"
     paper_coupling: str = "none"
     lr_peak: float | None = None
+    decay_to_init: bool = False
 
     @property
     def has_decay(self):
@@ -233,15 +235,35 @@ def resolve_rules(paths, settings):
     coupling = {"keras_coupling": settings.decay_coupling or "lr",
                 "paper_coupling": settings.decay_coupling or "none",
                 "lr_peak": settings.lr_peak}
+    targets = decay_targets(paths, settings.decay_to)
     rules = []
-    for path, multiplier in zip(paths, multipliers):
+    for path, multiplier, to_init in zip(paths, multipliers, targets):
         l1, l2 = decays.get(path, (0.0, 0.0))
         decay_lambda = 1.0 if scheduled else settings.weight_decay or 0.0
         if is_excluded(path, excluded):
             decay_lambda = 0.0
+        decayed = bool(l1 * scale or l2 * scale or decay_lambda)
         rules.append(VariableRule(multiplier, l1 * scale, l2 * scale, decay_lambda,
-                                  scheduled and bool(decay_lambda), **coupling))
+                                  scheduled and bool(decay_lambda), **coupling,
+                                  decay_to_init=to_init and decayed))
     return tuple(rules)
+
+
+def decay_targets(paths, decay_to):
+    """Per path, whether it decays toward its initial value (`decay_to`: "zero",
+    "init", or `{pattern: target}`, longest match wins, unmatched: "zero";
+    a pattern that matches nothing warns)."""
+    if isinstance(decay_to, str):
+        return [decay_to == "init"] * len(paths)
+    patterns = rescoped_patterns(decay_to, paths)
+    values = {form: target for form, (target, _) in patterns.items()}
+    used, targets = set(), []
+    for path in paths:
+        target, form = match_multiplier(path, values)
+        targets.append(target == "init")
+        used.add(form and patterns[form][1])
+    warn_unmatched("decay_to", [k for k in decay_to if k not in used], paths)
+    return targets
 
 
 def format_table(paths, rules, settings):
@@ -251,6 +273,8 @@ def format_table(paths, rules, settings):
     for path, rule in zip(paths, rules):
         l1, l2 = raw.get(path, (0.0, 0.0))
         wd = "schedule" if rule.decay_scheduled else f"{rule.decay_lambda:g}"
+        if rule.decay_to_init:
+            wd += " (to init)"
         rows.append((path, f"{rule.multiplier:g}", f"{l1:g}", f"{l2:g}",
                      f"{rule.l1:.3g}", f"{rule.l2:.3g}", wd))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

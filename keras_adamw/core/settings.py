@@ -17,6 +17,7 @@ from keras_adamw.core.checks import (
     check_bool,
     check_count,
     check_decay_coupling,
+    check_decay_to,
     check_effective_lr_bounds,
     check_eta_range,
     check_layerwise_lr_decay,
@@ -51,6 +52,7 @@ class Settings:
     effective_lr_bounds: tuple | None = None
     decay_coupling: str | None = None
     lr_peak: float | None = None
+    decay_to: Any = "zero"  # "zero", "init", or {pattern: "zero" | "init"}
 
     @property
     def decay_scale(self):
@@ -77,7 +79,7 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
                   t_cur=0, lr_multipliers=None, weight_decays=None, weight_decay=None,
                   exclude_from_weight_decay=None, decay=0.0, init_verbose=True,
                   layerwise_lr_decay=None, effective_lr_bounds=None, decay_coupling=None,
-                  lr_peak=None):
+                  lr_peak=None, decay_to="zero"):
     """Validates the keras-adamw arguments and returns the effective `Settings`.
 
     keras-adamw 1.x switched cosine annealing off when `total_iterations <= 1`
@@ -108,7 +110,8 @@ def make_settings(*, total_iterations=0, total_iterations_wd=None,
         effective_lr_bounds=check_effective_lr_bounds(effective_lr_bounds),
         decay_coupling=check_decay_coupling(decay_coupling),
         lr_peak=None if lr_peak is None else check_number("lr_peak", lr_peak, low=0,
-                                                          low_open=True))
+                                                          low_open=True),
+        decay_to=check_decay_to(decay_to))
 
 
 def with_lr_peak(settings, learning_rate, peak_of):
@@ -233,6 +236,8 @@ def settings_config(settings, serialize):
         "weight_decay": serialize(settings.weight_decay) if callable(settings.weight_decay)
         else settings.weight_decay,
         "decay_coupling": settings.decay_coupling, "lr_peak": settings.lr_peak,
+        "decay_to": settings.decay_to if isinstance(settings.decay_to, str)
+        else dict(settings.decay_to),
         "exclude_from_weight_decay": list(settings.exclude_from_weight_decay),
         "decay": settings.decay, "init_verbose": settings.init_verbose,
         "layerwise_lr_decay": dict(settings.layerwise_lr_decay),

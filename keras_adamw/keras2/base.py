@@ -205,6 +205,10 @@ class Keras2Adapter(OptimizerAdapter):
             [self._rules[optimizer_v2._var_key(v)] for v in new], self._settings.eta_max,
             self._constant_learning_rate())
         self._report_rules(self._name, paths, resolved)
+        for variable in new:  # theta_0 of `decay_to="init"`, the value at build
+            if self._rules[optimizer_v2._var_key(variable)].decay_to_init:
+                self.add_slot(variable, "anchor",
+                              initializer=lambda shape, dtype, v=variable: tf.identity(v))
 
     def _constant_learning_rate(self):
         """The learning rate as a float; None for a schedule or a callable."""
@@ -288,6 +292,8 @@ class Keras2Adapter(OptimizerAdapter):
         exists), after an in-place decay pass if there is a decay.
         """
         s, fused, hyper = self._scalars(var, apply_state)
+        if self._rules[optimizer_v2._var_key(var)].decay_to_init:
+            return self._apply_anchored(grad, var, s, fused)
         path = None if s.bounds is not None else tf_paths.path(
             self._var_capabilities(var), s.decayed)
         if path not in (None, "tf_fused"):
@@ -299,6 +305,17 @@ class Keras2Adapter(OptimizerAdapter):
         with tf.control_dependencies([grad]):  # TF1 graphs: after the forward pass
             decay_op = tf_fused.decay_pass(var.handle, var.dtype.base_dtype, s.c_sign,
                                            s.c_linear, self._use_locking)
+        with tf.control_dependencies([decay_op]):
+            return self._apply_rule(grad, var, s, fused)
+
+    def _apply_anchored(self, grad, var, s, fused):
+        """`decay_to="init"`: the decay of `theta - theta_0` in TensorFlow ops, then
+        the rule's update (exact: the update does not read theta)."""
+        anchor = self.get_slot(var, "anchor")
+        with tf.control_dependencies([grad]):  # TF1 graphs: after the forward pass
+            decay = rules.decay_term(var.read_value() - anchor, s.c_sign, s.c_linear,
+                                     TF_MATH)
+            decay_op = var.assign_sub(decay, use_locking=self._use_locking)
         with tf.control_dependencies([decay_op]):
             return self._apply_rule(grad, var, s, fused)
 

@@ -71,6 +71,7 @@ class Keras3Adapter(OptimizerAdapter):
     def _init_state(self):
         """`t_cur`, `eta_t`, `lr_t` variables; rules and kernel paths after build."""
         self._rules = ()
+        self._anchors = []
         self._kernel_paths = {}
         self._native_kernels = True
         with keras.name_scope(self.name, caller=self):
@@ -104,9 +105,20 @@ class Keras3Adapter(OptimizerAdapter):
         check_float_variables(paths, dtypes)
         super().build(variables)
         self._rules = matching.resolve_rules(paths, self._settings)
+        self._anchors = [self._anchor(v) if rule.decay_to_init else None
+                         for v, rule in zip(variables, self._rules)]
         precision.warn_rounded_decays(paths, dtypes, self._rules, self._settings.eta_max,
                                       self._constant_learning_rate())
         self._report_rules(self.name, paths, self._rules)
+
+    def _anchor(self, variable):
+        """`theta_0` of `decay_to="init"`: the variable's value at build, kept (and
+        saved) as an optimizer variable. Copied eagerly: on TensorFlow an optimizer
+        may be built inside the first traced step, where an `assign` would run at
+        every step."""
+        anchor = self.add_variable_from_reference(variable, name="anchor")
+        kernels.eager_copy(anchor, variable)
+        return anchor
 
     def _constant_learning_rate(self):
         """The learning rate as a float; None for a schedule or a callable."""
@@ -239,9 +251,12 @@ class Keras3Adapter(OptimizerAdapter):
                         self._step_hyper)
         return kernels.apply(self, choice, update)
 
-    def _assign_decayed(self, variable, theta, delta, scalars):
-        """`theta + delta - decay(theta)`, the decay taken from theta before the update."""
-        decay = rules.decay_term(theta, scalars.c_sign, scalars.c_linear, ops)
+    def _assign_decayed(self, variable, theta, delta, scalars, index):
+        """`theta + delta - decay(d)`, the decay taken from theta before the update:
+        `d = theta`, or `theta - theta_0` with `decay_to="init"`."""
+        anchor = self._anchors[index]
+        decayed = theta if anchor is None else theta - ops.convert_to_tensor(anchor)
+        decay = rules.decay_term(decayed, scalars.c_sign, scalars.c_linear, ops)
         self.assign(variable, theta + delta if decay is None else theta + delta - decay)
 
     # ---- saving ------------------------------------------------------------------------

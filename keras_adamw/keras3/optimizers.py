@@ -36,7 +36,8 @@ class AdamW(AdamWFront, Keras3Adapter, keras.optimizers.Adam):
             return
         m, v, *v_hat = self._slot_variables(index)
         theta, m_old, v_old = _tensors(variable, m, v)
-        m_new, v_new = rules.adam_moments(m_old, v_old, grad, self.beta_1, self.beta_2)
+        # The kernels' betas (float32 on TensorFlow): every path gives one set of numbers.
+        m_new, v_new = rules.adam_moments(m_old, v_old, grad, *self._kernel_betas())
         self.assign(m, m_new)
         self.assign(v, v_new)
         if v_hat:
@@ -47,7 +48,7 @@ class AdamW(AdamWFront, Keras3Adapter, keras.optimizers.Adam):
         else:
             rate = rules.adaptive_rate(s.step_size, v_new, self.epsilon, ops)
             delta = -rules.clip_rate(rate, s.bounds, ops) * m_new
-        self._assign_decayed(variable, theta, delta, s)
+        self._assign_decayed(variable, theta, delta, s, index)
 
     def _effective_rate(self, variable, step_size, iterations):
         index = self._get_variable_index(variable)
@@ -94,7 +95,7 @@ class NadamW(NadamWFront, Keras3Adapter, keras.optimizers.Nadam):
                                        s.nadam.v_correction)
             delta = -rules.clip_rate(rate, s.bounds, ops) * rules.nadam_momentum_bar(
                 m_new, grad, s.nadam)
-        self._assign_decayed(variable, theta, delta, s)
+        self._assign_decayed(variable, theta, delta, s, index)
 
     def _effective_rate(self, variable, step_size, iterations):
         v_correction = 1.0 / rules.one_minus_power(self.beta_2, iterations, ops)
@@ -134,7 +135,7 @@ class SGDW(SGDWFront, Keras3Adapter, keras.optimizers.SGD):
             self.momentum, self.nesterov)
         if velocity:
             self.assign(velocity[0], new_velocity)
-        self._assign_decayed(variable, theta, delta, s)
+        self._assign_decayed(variable, theta, delta, s, index)
 
     def _effective_rate(self, variable, step_size, iterations):
         return ops.broadcast_to(step_size, variable.shape)

@@ -26,9 +26,11 @@ elif BACKEND == "jax":
 def choose(optimizer, variable):
     """The path of `variable`: `tf_paths.Capabilities` (TensorFlow), "jax_call",
     or None (the reference ops). Per-element bounds keep the reference ops,
-    except SGDW, whose bounded rate is a scalar."""
+    except SGDW, whose bounded rate is a scalar; so does `decay_to="init"`."""
     if optimizer._settings.effective_lr_bounds is not None and optimizer._kind != "sgdw":
         return None
+    if optimizer._variable_rule(variable).decay_to_init:
+        return None  # the kernels decay theta itself
     if BACKEND == "tensorflow":
         return _tf_capabilities(optimizer, variable)
     if BACKEND == "jax" and optimizer.native_kernels and jax_calls.usable(variable):
@@ -112,6 +114,16 @@ def eager_float(variable):
         with tf.init_scope():
             return float(variable.numpy())
     return float(variable.value)  # a 0-d jax or torch tensor
+
+
+def eager_copy(target, source):
+    """`target.assign(source)` now, also while a step is being traced (TensorFlow
+    builds an optimizer inside the first traced step)."""
+    if BACKEND == "tensorflow":
+        with tf.init_scope():
+            target.assign(source.value)
+        return
+    target.assign(ops.copy(source.value))  # a buffer of its own: JAX donates both
 
 
 def set_scalar(variable, value):

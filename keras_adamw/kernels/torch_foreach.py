@@ -247,6 +247,9 @@ def build_plan(optimizer, variables):
     groups, native, fallback = {}, {}, []
     for i, (variable, param) in enumerate(zip(variables, params)):
         index = optimizer._get_variable_index(variable)
+        if optimizer._rules[index].decay_to_init:  # the kernels decay theta itself
+            fallback.append(i)
+            continue
         slots = slot_tensors(optimizer, index)
         if optimizer.native_kernels and torch_native.usable(param, slots.values()):
             key = torch_native.group_key(optimizer._kind, param, slots)

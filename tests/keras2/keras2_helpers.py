@@ -72,7 +72,8 @@ def train_against_oracle(optimizer, case, steps, sparse=False, jit_compile=False
         sparse: whether `emb` gets `IndexedSlices` with repeated rows.
         jit_compile: whether the step is XLA-compiled.
         restart_at: the step before which `t_cur` is set to -1 (a manual restart).
-        **oracle_extra: the oracle's terms of the optimizer's extra settings.
+        **oracle_extra: the oracle's terms of the optimizer's extra settings;
+            `anchored`: the names of `SHAPES` that decay toward their start.
 
     Returns:
         `(variables, oracle, params)`: ours, the oracle, the oracle's values.
@@ -80,8 +81,12 @@ def train_against_oracle(optimizer, case, steps, sparse=False, jit_compile=False
     from keras_adamw.keras2.framework import keras2 as tf_keras
 
     variables = make_variables(tf.Variable, SHAPES)
-    oracle = oracle_for(case, SHAPES.values(), float32=FLOAT32_ALL, **oracle_extra)
     params = [as_float64(v) for v in variables]
+    anchored = oracle_extra.pop("anchored", ())  # decay_to="init": theta_0 = the start
+    if anchored:
+        oracle_extra["anchors"] = [p if name in anchored else None
+                                   for name, p in zip(SHAPES, params)]
+    oracle = oracle_for(case, SHAPES.values(), float32=FLOAT32_ALL, **oracle_extra)
     step = make_step(optimizer, variables, "jit" if jit_compile else "function")
     for i, (grads, expected) in enumerate(gradient_steps(steps, sparse)):
         if restart_at == i:

@@ -7,17 +7,17 @@ from helpers import FLOAT32_BETAS, as_float64
 BACKEND = keras.backend.backend()
 
 
-def float32_terms(case, fused=True):
+def float32_terms(case):
     """The hyperparameters of `case` this backend rounds to float32 (the oracle's
     `float32`): TensorFlow's fused Adam kernels compute `1 - beta` in float32, so
-    beta_2 is float32(0.999) = 0.99900001 there (as in tf_keras's Adam; 1.3e-5 in v).
+    beta_2 is float32(0.999) = 0.99900001 there (as in tf_keras's Adam; 1.3e-5 in v),
+    and AdamW's every other path on TensorFlow takes the same betas.
 
     Args:
         case: the `cases.Case` row.
-        fused: whether the fused kernels can run (not with `effective_lr_bounds`).
     """
     adamw_on_tf = BACKEND == "tensorflow" and case.optimizer == "adamw"
-    return FLOAT32_BETAS if adamw_on_tf and fused else ()
+    return FLOAT32_BETAS if adamw_on_tf else ()
 
 
 def gradients(model, x, y):

@@ -12,6 +12,10 @@ compared (rtol 1e-5).
   `"lr_ratio"` (fully decoupled) over a decaying learning rate, `"corrected"` (AdamC)
   with an explicit `lr_peak`; `"lr_ratio"` with the learning rate divided by 10
   mid-run, as `ReduceLROnPlateau` does;
+- `decay_to="init"` (L2-SP: the decays pull toward the weights at build) for every
+  variable, and by pattern (`{"kernel": "init"}`); saved mid-run, loaded and
+  continued, it equals the run that never stopped (the anchors are optimizer
+  variables);
 - the schedule and the coupling survive `get_config`; bad values name the argument.
 """
 import keras
@@ -19,14 +23,13 @@ import numpy as np
 import pytest
 from cases import CASES
 from helpers import (
-    FLOAT32_BETAS,
     as_float64,
     assert_matches_oracle,
     make_step,
     make_variables,
     oracle_for,
 )
-from keras3_helpers import BACKEND
+from keras3_helpers import BACKEND, float32_terms
 
 import keras_adamw
 
@@ -71,11 +74,21 @@ SETTINGS = {
     "corrected": ({"weight_decay": 0.5, "decay_coupling": "corrected", "lr_peak": 0.02},
                   {"weight_decay": 0.5, "decay_coupling": "corrected", "lr_peak": 0.02}),
 }
+# decay_to="init": the anchors are the initial values (`run` fills them in).
+SETTINGS["to_init"] = ({"weight_decay": 0.1, "weight_decays": PAPER, "total_iterations_wd": 20,
+                        "decay_to": "init"},
+                       {"weight_decay": 0.1, "l1_l2": ORACLE_PAPER, "total_iterations_wd": 20,
+                        "anchors": "all"})
+SETTINGS["to_init_kernel"] = ({"weight_decay": 0.1, "decay_to": {"kernel": "init"}},
+                              {"weight_decay": 0.1, "anchors": "kernel"})
 MODES = {"tensorflow": ("eager", "function", "jit")}.get(BACKEND, ("eager",))
 
 
-def build(row, setting, native_kernels):
+def build(row, setting, native_kernels, initial):
     ours, theirs = SETTINGS[setting]
+    if "anchors" in theirs:
+        theirs = dict(theirs, anchors=[value if theirs["anchors"] in ("all", name) else None
+                                       for name, value in zip(SHAPES, initial)])
     case = CASES[row]
     ours = dict(ours, lr_multipliers=MULTIPLIERS, init_verbose=False)
     if ours.get("learning_rate") == "decaying":
@@ -83,16 +96,15 @@ def build(row, setting, native_kernels):
     theirs = dict(theirs, multipliers=ORACLE_MULTIPLIERS)
     optimizer = case.make(keras_adamw, **ours)
     optimizer.native_kernels = native_kernels
-    float32 = FLOAT32_BETAS if BACKEND == "tensorflow" and case.optimizer == "adamw" else ()
-    oracle = oracle_for(case, SHAPES.values(), float32=float32, **theirs)
+    oracle = oracle_for(case, SHAPES.values(), float32=float32_terms(case), **theirs)
     return case, optimizer, oracle
 
 
 def run(row, setting, native_kernels, mode="eager", lower_lr_at=None):
-    case, optimizer, oracle = build(row, setting, native_kernels)
     variables = make_variables(keras.Variable, SHAPES)
-    step = make_step(optimizer, variables, mode)
     params = [as_float64(v) for v in variables]
+    case, optimizer, oracle = build(row, setting, native_kernels, params)
+    step = make_step(optimizer, variables, mode)
     rng = np.random.default_rng(1)
     for index in range(STEPS):
         if index == lower_lr_at:  # ReduceLROnPlateau: learning_rate /= 10
@@ -159,3 +171,46 @@ def test_a_scheduled_decay_saves_with_the_model(tmp_path):
 def test_bad_decay_arguments_name_the_argument(arguments, error, match):
     with pytest.raises(error, match=match):
         keras_adamw.AdamW(**arguments)
+
+
+def anchored_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="dense_1"),
+                              keras.layers.Dense(2, name="dense_2")])
+    model.compile(keras_adamw.AdamW(learning_rate=0.05, weight_decay=0.5, decay_to="init",
+                                    exclude_from_weight_decay=["bias"], init_verbose=False),
+                  loss="mse")
+    return model
+
+
+def test_decay_to_init_resumes_exactly(tmp_path):
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(16, 2)).astype("float32")
+    uninterrupted = anchored_model()
+    uninterrupted.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    interrupted = anchored_model()
+    initial = [as_float64(v) for v in interrupted.trainable_variables]
+    interrupted.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    interrupted.save(tmp_path / "model.keras")
+    resumed = keras.saving.load_model(tmp_path / "model.keras")
+    anchors = [a for a in resumed.optimizer._anchors if a is not None]
+    assert len(anchors) == 2  # the kernels; the excluded biases keep no anchor
+    np.testing.assert_array_equal(as_float64(anchors[0]), initial[0])
+    resumed.fit(x, y, batch_size=4, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    for ours, theirs in zip(resumed.weights + resumed.optimizer.variables,
+                            uninterrupted.weights + uninterrupted.optimizer.variables):
+        np.testing.assert_array_equal(as_float64(ours), as_float64(theirs))
+
+
+def test_decay_to_pattern_that_matches_nothing_warns():
+    optimizer = keras_adamw.AdamW(weight_decay=0.1, decay_to={"kernal": "init"},
+                                  init_verbose=False)
+    with pytest.warns(UserWarning, match="kernal"):
+        optimizer.build(make_variables(keras.Variable, SHAPES))
+
+
+@pytest.mark.parametrize("decay_to, error", [("one", ValueError), (1, TypeError),
+                                             ({"kernel": "two"}, ValueError)])
+def test_bad_decay_to_names_the_argument(decay_to, error):
+    with pytest.raises(error, match="decay_to"):
+        keras_adamw.AdamW(weight_decay=0.1, decay_to=decay_to)

@@ -21,7 +21,7 @@ BOUNDED = rows("adamw", "adamw_amsgrad", "nadamw", "sgdw_momentum")
 def test_bounded_trajectory_and_effective_lr_match_oracle(case, bounds_case):
     bounds = BOUNDS[bounds_case]
     check_effective_lr(case, bounds, keras_adamw, small_model(keras).trainable_variables,
-                       float32=float32_terms(case, fused=bounds is None))
+                       float32=float32_terms(case))
 
 
 @pytest.mark.parametrize("cls", [keras_adamw.AdamW, keras_adamw.NadamW])
