@@ -213,18 +213,7 @@ def resolve_rules(paths, settings):
         multipliers.append(value * factor)
         used_multipliers.add(form and lr_multipliers[form][1])
         used_layerwise.add(layerwise_form and layerwise[layerwise_form][1])
-    decays, decay_keys = {}, {}
-    unmatched_decays = []
-    for key, pair in settings.weight_decays.items():
-        path = match_decay_key(key, paths)
-        if path is None:
-            unmatched_decays.append(key)
-            continue
-        if decays.get(path, pair) != pair:  # the later key wins: say so
-            warnings.warn(f"`weight_decays` keys {decay_keys[path]!r} and {key!r} both "
-                          f"name variable {path!r}; the later one is used: {pair}.",
-                          UserWarning, stacklevel=3)
-        decays[path], decay_keys[path] = pair, key
+    decays, unmatched_decays = paper_decays(settings.weight_decays, paths)
     warn_unmatched("lr_multipliers",
                    [k for k in settings.lr_multipliers if k not in used_multipliers], paths)
     warn_unmatched("weight_decays", unmatched_decays, paths)
@@ -247,6 +236,23 @@ def resolve_rules(paths, settings):
                                   scheduled and bool(decay_lambda), **coupling,
                                   decay_to_init=to_init and decayed))
     return tuple(rules)
+
+
+def paper_decays(weight_decays, paths):
+    """`({path: (l1, l2)}, unmatched keys)` of `weight_decays`; two keys that name
+    one path warn, and the later wins."""
+    decays, decay_keys, unmatched = {}, {}, []
+    for key, pair in weight_decays.items():
+        path = match_decay_key(key, paths)
+        if path is None:
+            unmatched.append(key)
+            continue
+        if decays.get(path, pair) != pair:
+            warnings.warn(f"`weight_decays` keys {decay_keys[path]!r} and {key!r} both "
+                          f"name variable {path!r}; the later one is used: {pair}.",
+                          UserWarning, stacklevel=4)
+        decays[path], decay_keys[path] = pair, key
+    return decays, unmatched
 
 
 def decay_targets(paths, decay_to):
