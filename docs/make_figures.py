@@ -12,7 +12,9 @@ Figures (PNG, each under 150 KB):
   (`keras_adamw.layerwise_lr_decay`);
 - `digits_adamw_vs_l2.png`: validation loss and accuracy on scikit-learn's digits for
   Adam, Adam with an L2 penalty in the loss and AdamW (decoupled `weight_decay`),
-  same learning rate, each coefficient the best of a small grid.
+  same learning rate, each coefficient the best of a small grid;
+- `decay_couplings.png`: the decay per update of each `decay_coupling` over a cosine
+  learning rate that a plateau divides by 10.
 
 Every number comes from the optimizers themselves (Keras 3 flavour, any backend). Needs
 matplotlib and scikit-learn (`pip install ".[docs]"`).
@@ -31,7 +33,8 @@ from keras_adamw import AdamW
 from keras_adamw.utils import K_eval
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "pages" / "figures"
-FIGURES = ("restarts_eta_lr.png", "electra_layerwise.png", "digits_adamw_vs_l2.png")
+FIGURES = ("restarts_eta_lr.png", "electra_layerwise.png", "digits_adamw_vs_l2.png",
+           "decay_couplings.png")
 LOG = logging.getLogger("make_figures")
 
 
@@ -114,6 +117,52 @@ def plot_electra(path, decay=0.9, n_layers=8):
     axis.set_title(f"ELECTRA layer-wise LR decay {decay}, {n_layers} layers: "
                    f"lr * {decay}^(n_layers + 2 - depth)", fontsize=9)
     axis.tick_params(axis="x", labelsize=7, rotation=30)
+    figure.savefig(path)
+
+
+# --- decay couplings ---------------------------------------------------------------
+
+# Each lambda gives a decay of 1e-4 per update at the peak learning rate 1e-3.
+COUPLING_LAMBDAS = {"lr": 0.1, "none": 1e-4, "lr_ratio": 1e-4, "corrected": 0.1}
+
+
+def plateau_cosine(update, updates, peak=1e-3, drop_at=0.6):
+    """A cosine learning rate, divided by 10 from `drop_at` of the run (a plateau)."""
+    lr = peak * (1 + np.cos(np.pi * update / updates)) / 2
+    return lr / 10 if update >= drop_at * updates else lr
+
+
+def record_decay(coupling, updates):
+    """The relative decay of each update, `1 - theta_new / theta`, read off AdamW with
+    a zero gradient (only the decay moves theta); float64, to resolve 1e-10."""
+    variable = keras.Variable(np.ones(1, "float64"))
+    optimizer = AdamW(learning_rate=1e-3, weight_decay=COUPLING_LAMBDAS[coupling],
+                      decay_coupling=coupling, init_verbose=False)
+    decays = []
+    for update in range(updates):
+        optimizer.learning_rate = plateau_cosine(update, updates)
+        before = float(K_eval(variable)[0])
+        optimizer.apply([keras.ops.zeros(1, "float64")], [variable])
+        decays.append(1.0 - float(K_eval(variable)[0]) / before)
+    return decays
+
+
+def plot_couplings(path, updates):
+    figure = new_figure(7, 3.4)
+    axis = figure.subplots()
+    steps = np.arange(updates)
+    axis.plot(steps, [plateau_cosine(u, updates) / 1e-3 * 1e-4 for u in steps], color="0.7",
+              linestyle=":", label="lr / lr_peak x 1e-4 (for reference)")
+    for coupling, lam in COUPLING_LAMBDAS.items():
+        wide = {"linewidth": 4, "alpha": 0.4} if coupling == "lr" else {}
+        axis.plot(steps, record_decay(coupling, updates), **wide,
+                  label=f'decay_coupling="{coupling}", weight_decay={lam:g}')
+    axis.set_yscale("log")
+    axis.set_xlabel("update")
+    axis.set_ylabel("decay per update (relative)")
+    axis.set_title("AdamW, lr: cosine from 1e-3, divided by 10 at 60% (a plateau); "
+                   '"lr" and "lr_ratio" coincide here', fontsize=9)
+    axis.legend(fontsize=7, loc="lower left")
     figure.savefig(path)
 
 
@@ -224,6 +273,7 @@ def main(argv=None):
     plot_restarts(args.out / FIGURES[0], total_iterations=4 if args.quick else 20, cycles=3)
     plot_electra(args.out / FIGURES[1])
     plot_digits(args.out / FIGURES[2], args.quick)
+    plot_couplings(args.out / FIGURES[3], updates=10 if args.quick else 100)
     for name in FIGURES:
         LOG.info("wrote %s (%d bytes)", args.out / name, (args.out / name).stat().st_size)
 
