@@ -215,6 +215,10 @@ class Keras3Adapter(OptimizerAdapter):
         scalars, index = self._variable_scalars(variable)
         return kernels.dense_gradient(gradient, variable.dtype), scalars, index
 
+    def _rows_possible(self):
+        """Whether any variable's update can touch only a sparse gradient's rows."""
+        return False
+
     def _rows_only(self, variable):
         """Whether the update of `variable` touches only a sparse gradient's rows
         (SGDW without momentum and decay, which also gives `_sgd_scalars`)."""
@@ -224,6 +228,8 @@ class Keras3Adapter(OptimizerAdapter):
         """Applies the sparse gradients whose update touches only their rows (plain
         SGD, no decay: `_rows_only`) to those rows, as Keras's SGD does; returns the
         other pairs, for the step's kernels."""
+        if not self._rows_possible() or not any(kernels.is_sparse(g) for g in grads):
+            return grads, variables  # the common step: no pass over the pairs
         rest = []
         for grad, variable in zip(grads, variables):
             if kernels.is_sparse(grad) and self._rows_only(variable):

@@ -112,6 +112,9 @@ class SGDW(SGDWFront, Keras3Adapter, keras.optimizers.SGD):
     def _slot_variables(self, index):
         return () if self.momentum == 0 else (self.momentums[index],)
 
+    def _rows_possible(self):
+        return self.momentum == 0
+
     def _rows_only(self, variable):
         # theta - step * g changes only g's rows when nothing else moves theta.
         return self.momentum == 0 and not self._variable_rule(variable).has_decay

@@ -146,13 +146,7 @@ def is_sparse(gradient):
         return isinstance(gradient, tf.IndexedSlices)
     if BACKEND == "jax":
         return isinstance(gradient, jax_sparse.JAXSparse)
-    return getattr(gradient, "layout", None) not in (None, _torch_strided())
-
-
-def _torch_strided():
-    import torch
-
-    return torch.strided
+    return getattr(gradient, "is_sparse", False)  # torch's sparse COO tensors
 
 
 def subtract_sparse(optimizer, variable, gradient, scale):
